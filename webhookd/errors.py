@@ -1,0 +1,50 @@
+"""The exception tree of webhookd.
+
+WebhookdError
+├── ConfigError          bad or unknown configuration (the CLI exits 2)
+├── InvalidEventError    a malformed stream entry (dead-lettered with a reason, never raised out)
+├── EndpointError        an endpoint that cannot be registered (bad URL, unknown id)
+│   └── EndpointNotFound
+└── TransportError       an HTTP attempt that failed before a complete response
+    ├── ConnectError
+    ├── TimeoutError_    (named so it does not shadow the builtin)
+    └── ProtocolError    the peer spoke broken HTTP
+"""
+
+from __future__ import annotations
+
+
+class WebhookdError(Exception):
+    """Root of every error webhookd raises on purpose."""
+
+
+class ConfigError(WebhookdError):
+    """Configuration that cannot be used; the message names the key."""
+
+
+class InvalidEventError(WebhookdError):
+    """A stream entry that is not a valid event; the message is the dead-letter reason."""
+
+
+class EndpointError(WebhookdError):
+    """An endpoint that cannot be registered or changed."""
+
+
+class EndpointNotFound(EndpointError):
+    """No endpoint has that id."""
+
+
+class TransportError(WebhookdError):
+    """An attempt that got no complete HTTP response."""
+
+
+class ConnectError(TransportError):
+    """The connection (TCP or TLS) could not be made."""
+
+
+class TimeoutError_(TransportError):
+    """The attempt did not finish within the delivery timeout."""
+
+
+class ProtocolError(TransportError):
+    """The receiver answered with something that is not valid HTTP/1.1."""

@@ -1,0 +1,100 @@
+"""Stream entries in, events out: parsing and validating what producers publish.
+
+Pure: no I/O, no clock. The read time is passed in for events without ``ts``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from webhookd.errors import InvalidEventError
+
+EVENT_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
+VENDOR_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
+EVENT_ID = re.compile(r"[!-~]{1,256}")  # printable ASCII, no spaces: it travels in headers
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event, with its delivery body rendered once for every endpoint and attempt."""
+
+    id: str
+    type: str
+    vendor: str
+    timestamp: str
+    body: bytes
+
+
+def format_timestamp(epoch_s: float) -> str:
+    """RFC 3339 in UTC with millisecond precision, the form every payload carries."""
+    moment = datetime.fromtimestamp(epoch_s, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(text: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp; one with no offset is refused as ambiguous."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidEventError(f"ts is not an RFC 3339 timestamp: {text[:64]!r}") from None
+    if moment.tzinfo is None:
+        raise InvalidEventError(f"ts has no UTC offset: {text[:64]!r}")
+    return moment.timestamp()
+
+
+def render_body(
+    event_type: str, event_id: str, timestamp: str, data: Mapping[str, object]
+) -> bytes:
+    payload = {"event": event_type, "event_id": event_id, "timestamp": timestamp, "data": data}
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def parse_entry(entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float) -> Event:
+    """The event a stream entry holds; raises InvalidEventError whose message is the reason."""
+    text = _decode_fields(fields)
+    event_type = _required(text, "type", EVENT_TYPE)
+    vendor = _required(text, "vendor", VENDOR_ID)
+    raw_data = text.get("data")
+    if raw_data is None:
+        raise InvalidEventError("missing field 'data'")
+    try:
+        data = json.loads(raw_data)
+    except ValueError as exc:
+        raise InvalidEventError(f"data is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidEventError(f"data must be a JSON object, got {type(data).__name__}")
+    event_id = text.get("id")
+    if event_id is None:
+        event_id = f"evt_{entry_id}"
+    elif not EVENT_ID.fullmatch(event_id):
+        raise InvalidEventError("id must be 1-256 printable ASCII characters without spaces")
+    ts = text.get("ts")
+    epoch_s = read_at_s if ts is None else parse_timestamp(ts)
+    timestamp = format_timestamp(epoch_s)
+    return Event(
+        id=event_id,
+        type=event_type,
+        vendor=vendor,
+        timestamp=timestamp,
+        body=render_body(event_type, event_id, timestamp, data),
+    )
+
+
+def _decode_fields(fields: Mapping[bytes, bytes]) -> dict[str, str]:
+    try:
+        return {key.decode(): value.decode() for key, value in fields.items()}
+    except UnicodeDecodeError:
+        raise InvalidEventError("entry is not valid UTF-8") from None
+
+
+def _required(fields: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str:
+    value = fields.get(name)
+    if value is None:
+        raise InvalidEventError(f"missing field {name!r}")
+    if not pattern.fullmatch(value):
+        raise InvalidEventError(f"field {name!r} is not valid: {value[:64]!r}")
+    return value

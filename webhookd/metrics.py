@@ -1,0 +1,18 @@
+"""Prometheus metrics of the daemon (served on ``/metrics`` by the admin API)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_READ = Counter("webhookd_events_read_total", "Stream entries read", ["source"])
+EVENTS_MALFORMED = Counter("webhookd_events_malformed_total", "Entries dead-lettered as malformed")
+ATTEMPTS = Counter("webhookd_attempts_total", "Delivery attempts by outcome", ["outcome"])
+DEAD_LETTERS = Counter("webhookd_dead_letters_total", "Deliveries dead-lettered")
+ENDPOINTS_GONE = Counter("webhookd_endpoints_disabled_total", "Endpoints disabled after 410")
+IN_FLIGHT = Gauge("webhookd_deliveries_in_flight", "Deliveries being attempted now")
+ATTEMPT_SECONDS = Histogram(
+    "webhookd_attempt_seconds",
+    "Duration of delivery attempts",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+REDIS_ERRORS = Counter("webhookd_redis_errors_total", "Redis calls that failed", ["operation"])
