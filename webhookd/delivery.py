@@ -6,6 +6,7 @@ Pure: the attempt's timestamp and result come in; headers and record ops go out.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,7 +144,7 @@ def record_ops(
             ops += [
                 "schedule",
                 delivery.member,
-                int(due_s * 1000),
+                math.ceil(due_s * 1000),
                 delivery.to_payload(attempt.number),
             ]
         case DeadLetter(reason=reason):

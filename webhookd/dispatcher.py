@@ -13,7 +13,7 @@ import trio
 
 from webhookd.clock import EpochClock
 from webhookd.config import DeliverySettings
-from webhookd.delivery import AttemptRecord, Delivery, record_ops, request_headers
+from webhookd.delivery import AttemptRecord, Delivery, record_ops, request_headers, state_name
 from webhookd.endpoints import Endpoint
 from webhookd.errors import TransportError
 from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS, DEAD_LETTERS, ENDPOINTS_GONE, IN_FLIGHT
@@ -124,7 +124,7 @@ class Dispatcher:
     def _account(
         self, delivery: Delivery, endpoint: Endpoint | None, record: AttemptRecord, outcome: Outcome
     ) -> None:
-        state = type(outcome).__name__.lower()
+        state = state_name(outcome)
         ATTEMPTS.labels(state).inc()
         if isinstance(outcome, DeadLetter | Gone):
             DEAD_LETTERS.inc()

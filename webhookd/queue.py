@@ -19,6 +19,7 @@ Outcomes are written in batches through one Lua script (``lua/record.lua``), in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,11 +73,7 @@ class Queue:
         self._redis = client
         self._group = stream.group
         self.dead_stream = stream.dead
-        self.streams = (
-            [stream.name]
-            if stream.partitions == 1
-            else [f"{stream.name}:{n}" for n in range(stream.partitions)]
-        )
+        self.streams = list(stream.stream_names)
         self._prefix = key_prefix
         self._ttl_s = int(record_ttl_s)
         self._retry_key = f"{key_prefix}:retry"
@@ -86,11 +83,8 @@ class Queue:
 
     async def ensure_group(self) -> None:
         for name in self.streams:
-            try:
+            with contextlib.suppress(coredis.exceptions.StreamDuplicateConsumerGroupError):
                 await self._redis.xgroup_create(name, self._group, "0", mkstream=True)
-            except coredis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
 
     async def read_new(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
         answer = await self._redis.xreadgroup(

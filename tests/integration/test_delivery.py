@@ -104,3 +104,119 @@ async def test_retries_follow_the_schedule_then_dead_letter(
     assert dead["last_status"] == "503"
     assert dead["last_error"] == "HTTP 503"
     assert redis_client.xpending(settings.stream.name, settings.stream.group)["pending"] == 0
+
+
+async def test_retry_after_is_honoured_when_longer(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    settings = make_settings(retry={"schedule": [1, 1], "jitter": 0})
+    receiver.script("/hook", Reply(status=429, headers=(("Retry-After", "7"),)))
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        with trio.fail_after(30):
+            first, second = await receiver.wait_for(2)
+    assert 7 <= second.at - first.at <= 7.1
+
+
+async def test_gone_disables_the_endpoint_and_stops_retrying(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    redis_client: redis.Redis,
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    settings = make_settings()
+    receiver.default = Reply(status=410)
+    async with running_daemon(settings) as daemon:
+        endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        with trio.fail_after(10):
+            await receiver.wait_for(1)
+            while not redis_client.xlen(settings.stream.dead):
+                await trio.sleep(0.05)
+        await trio.sleep(40)  # mock time: the whole retry schedule passes
+        stored = await daemon.registry.get(endpoint.id)
+        publisher(settings).publish("order.updated", vendor="v_1", data=ORDER)
+        await trio.sleep(5)
+    assert len(receiver.requests) == 1
+    assert not stored.enabled
+    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    assert (dead["event_id"], dead["last_status"]) == (event_id, "410")
+    assert redis_client.xpending(settings.stream.name, settings.stream.group)["pending"] == 0
+
+
+async def test_malformed_entries_are_dead_lettered_and_acked(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings()
+    stream = settings.stream.name
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        redis_client.xadd(stream, {"vendor": "v_1", "data": "{}"})
+        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{nope"})
+        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "[1, 2]"})
+        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1"})
+        good = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        with trio.fail_after(10):
+            [request] = await receiver.wait_for(1)
+            while redis_client.xpending(stream, settings.stream.group)["pending"]:
+                await trio.sleep(0.05)
+    assert request.headers["x-event-id"] == good
+    reasons = [fields["reason"] for _, fields in redis_client.xrange(settings.stream.dead)]
+    assert reasons[0] == "missing field 'type'"
+    assert reasons[1].startswith("data is not valid JSON")
+    assert reasons[2] == "data must be a JSON object, got list"
+    assert reasons[3] == "missing field 'data'"
+
+
+async def test_a_scheduled_retry_survives_a_restart(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    redis_client: redis.Redis,
+) -> None:
+    settings = make_settings(retry={"schedule": [0.5], "jitter": 0})
+    receiver.script("/hook", Reply(status=500))
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        with trio.fail_after(10):
+            await receiver.wait_for(1)
+            while not redis_client.zcard(f"{settings.redis.key_prefix}:retry"):
+                await trio.sleep(0.01)
+        daemon.abort()
+    assert len(receiver.requests) == 1
+    async with running_daemon(settings):
+        with trio.fail_after(10):
+            first, second = await receiver.wait_for(2)
+            while redis_client.zcard(f"{settings.redis.key_prefix}:retry"):
+                await trio.sleep(0.01)
+    assert second.headers["x-event-id"] == event_id
+    state = json.loads(redis_client.hvals(f"{settings.redis.key_prefix}:event:{event_id}")[0])
+    assert (state["state"], state["attempts"]) == ("delivered", 2)
+
+
+async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded_ones(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    redis_client: redis.Redis,
+) -> None:
+    settings = make_settings(stream={"reclaim_idle": 1.5})
+    stream, group = settings.stream.name, settings.stream.group
+    async with running_daemon(settings) as daemon:
+        done = await daemon.registry.add("v_1", receiver.url("/done"), now_s=time.time())
+        await daemon.registry.add("v_1", receiver.url("/pending"), now_s=time.time())
+        daemon.stop()
+    event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+    # A consumer reads the entry, delivers to one endpoint, records it, and dies.
+    redis_client.xreadgroup(group, "crashed-consumer", {stream: ">"})
+    record = json.dumps({"endpoint_id": done.id, "state": "delivered", "attempts": 1})
+    redis_client.hset(f"{settings.redis.key_prefix}:event:{event_id}", done.id, record)
+    async with running_daemon(settings):
+        with trio.fail_after(10):
+            [request] = await receiver.wait_for(1, "/pending")
+            while redis_client.xpending(stream, group)["pending"]:
+                await trio.sleep(0.05)
+    assert request.headers["x-event-id"] == event_id
+    assert receiver.to("/done") == []
