@@ -96,3 +96,9 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
             yield daemon
         finally:
             daemon.stop()
+
+
+async def until(check: Callable[[], object], interval_s: float = 0.02) -> None:
+    """Wait until ``check()`` is truthy: for state in Redis, which has nothing to wait on."""
+    while not check():  # noqa: ASYNC110
+        await trio.sleep(interval_s)

@@ -286,7 +286,8 @@ class ConnectionPool:
             and state.their_state is h11.DONE
         ):
             state.start_next_cycle()
-            if not state.trailing_data[0]:  # bytes after the response: not a peer to trust
+            # Bytes after the response, or an EOF already seen: nothing more to send here.
+            if state.trailing_data == (b"", False):
                 conn.idle_since = trio.current_time()
                 self._idle.append(conn)
                 return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -12,9 +13,9 @@ from collections.abc import Callable
 import redis
 import trio
 import trio.testing
-
-from conftest import running_daemon
+from conftest import running_daemon, until
 from webhook_receiver import Receiver, Reply
+
 from webhookd.config import Settings
 from webhookd.publisher import Publisher
 from webhookd.verify import verify
@@ -91,9 +92,8 @@ async def test_retries_follow_the_schedule_then_dead_letter(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(60):
             attempts = await receiver.wait_for(6)
-            while not redis_client.xlen(settings.stream.dead):
-                await trio.sleep(0.05)
-    gaps = [later.at - earlier.at for earlier, later in zip(attempts, attempts[1:], strict=False)]
+            await until(lambda: redis_client.xlen(settings.stream.dead))
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
     for gap, base in zip(gaps, (1, 2, 4, 8, 16), strict=True):
         assert base <= gap <= base * 1.1 + 0.1, gaps
     assert len({a.headers["x-event-id"] for a in attempts}) == 1
@@ -134,8 +134,7 @@ async def test_gone_disables_the_endpoint_and_stops_retrying(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            while not redis_client.xlen(settings.stream.dead):
-                await trio.sleep(0.05)
+            await until(lambda: redis_client.xlen(settings.stream.dead))
         await trio.sleep(40)  # mock time: the whole retry schedule passes
         stored = await daemon.registry.get(endpoint.id)
         publisher(settings).publish("order.updated", vendor="v_1", data=ORDER)
@@ -161,8 +160,7 @@ async def test_malformed_entries_are_dead_lettered_and_acked(
         good = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1)
-            while redis_client.xpending(stream, settings.stream.group)["pending"]:
-                await trio.sleep(0.05)
+            await until(lambda: not redis_client.xpending(stream, settings.stream.group)["pending"])
     assert request.headers["x-event-id"] == good
     reasons = [fields["reason"] for _, fields in redis_client.xrange(settings.stream.dead)]
     assert reasons[0] == "missing field 'type'"
@@ -183,15 +181,13 @@ async def test_a_scheduled_retry_survives_a_restart(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            while not redis_client.zcard(f"{settings.redis.key_prefix}:retry"):
-                await trio.sleep(0.01)
+            await until(lambda: redis_client.zcard(f"{settings.redis.key_prefix}:retry"))
         daemon.abort()
     assert len(receiver.requests) == 1
     async with running_daemon(settings):
         with trio.fail_after(10):
-            first, second = await receiver.wait_for(2)
-            while redis_client.zcard(f"{settings.redis.key_prefix}:retry"):
-                await trio.sleep(0.01)
+            _, second = await receiver.wait_for(2)
+            await until(lambda: not redis_client.zcard(f"{settings.redis.key_prefix}:retry"))
     assert second.headers["x-event-id"] == event_id
     state = json.loads(redis_client.hvals(f"{settings.redis.key_prefix}:event:{event_id}")[0])
     assert (state["state"], state["attempts"]) == ("delivered", 2)
@@ -216,7 +212,6 @@ async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded
     async with running_daemon(settings):
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1, "/pending")
-            while redis_client.xpending(stream, group)["pending"]:
-                await trio.sleep(0.05)
+            await until(lambda: not redis_client.xpending(stream, group)["pending"])
     assert request.headers["x-event-id"] == event_id
     assert receiver.to("/done") == []
