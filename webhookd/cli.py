@@ -51,8 +51,15 @@ def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]
     """Run one registry operation against the configured (or embedded) Redis."""
 
     async def run(url: str) -> T:
+        # Raised inside the client's task group, an error would come out wrapped in an
+        # exception group; carry it out of the block and raise it plainly instead.
+        failure: EndpointError | None = None
         async with open_client(url) as client:
-            return await action(registry_for(client, settings))
+            try:
+                return await action(registry_for(client, settings))
+            except EndpointError as exc:
+                failure = exc
+        raise failure
 
     with redis_url(settings.redis) as url:
         return trio.run(run, url)
@@ -76,10 +83,11 @@ def run(settings: Settings) -> None:
         async with open_client(url) as client:
             daemon = Daemon(settings, client)
             async with trio.open_nursery() as nursery:
-                await nursery.start(daemon.run)
-                nursery.start_soon(watch_signals, daemon, nursery.cancel_scope)
+                nursery.start_soon(watch_signals, daemon)
+                await daemon.run()
+                nursery.cancel_scope.cancel()
 
-    async def watch_signals(daemon: Daemon, scope: trio.CancelScope) -> None:
+    async def watch_signals(daemon: Daemon) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 daemon.stop()

@@ -1,0 +1,198 @@
+"""The ``webhookd`` command: config errors, endpoint commands, publishing, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import trio
+from click.testing import CliRunner
+from conftest import daemon_config
+from webhook_receiver import Receiver, Reply
+
+from webhookd.cli import cli
+from webhookd.config import load_settings
+from webhookd.connection import open_client
+from webhookd.registry import registry_for
+
+WEBHOOKD = str(Path(sys.executable).parent / "webhookd")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def write_config(path: Path, data: dict[str, dict[str, Any]]) -> Path:
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, redis_url: str, key_prefix: str) -> Path:
+    return write_config(tmp_path / "webhookd.toml", daemon_config(redis_url, key_prefix))
+
+
+def run_cli(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
+    environ.update(env or {})
+    return subprocess.run(
+        [WEBHOOKD, "--config", str(config), *args],
+        capture_output=True, text=True, env=environ, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('[delivery]\ntimeout = "ten"\n', "delivery.timeout"),
+        ("[delivery]\ntimout = 3\n", "delivery.timout"),
+        ("[retry]\nschedule = [1, -2]\n", "retry.schedule"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[stream]\nreclaim_idle = 5\n[delivery]\ntimeout = 10\n", "stream.reclaim_idle"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, body: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    result = run_cli(path, "run")
+    assert result.returncode == 2, result.stderr
+    assert key in result.stderr
+
+
+def test_bad_environment_override_exits_2_naming_the_variable(config_file: Path) -> None:
+    result = run_cli(config_file, "run", env={"WEBHOOKD_DELIVERY_MAX_IN_FLIGHT": "lots"})
+    assert result.returncode == 2
+    assert "delivery.max_in_flight" in result.stderr
+    assert "WEBHOOKD_DELIVERY_MAX_IN_FLIGHT" in result.stderr
+
+
+def test_endpoint_commands(config_file: Path) -> None:
+    runner = CliRunner()
+    base = ["--config", str(config_file), "endpoint"]
+    added = runner.invoke(
+        cli, [*base, "add", "--vendor", "v_9", "--url", "http://127.0.0.1:9/hook",
+              "--events", "order.*,payment.captured"],
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    endpoint = json.loads(added.output)
+    assert endpoint["id"].startswith("ep_")
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["events"] == ["order.*", "payment.captured"]
+    shown = json.loads(runner.invoke(cli, [*base, "show", endpoint["id"]]).output)
+    assert shown == endpoint
+    disabled = json.loads(runner.invoke(cli, [*base, "disable", endpoint["id"]]).output)
+    assert disabled["enabled"] is False
+    enabled = json.loads(runner.invoke(cli, [*base, "enable", endpoint["id"]]).output)
+    assert enabled["enabled"] is True
+    rotated = json.loads(runner.invoke(cli, [*base, "rotate-secret", endpoint["id"]]).output)
+    assert rotated["secret"] != endpoint["secret"]
+    listed = json.loads(runner.invoke(cli, [*base, "list"]).output)
+    assert [e["id"] for e in listed] == [endpoint["id"]]
+    assert runner.invoke(cli, [*base, "rm", endpoint["id"]]).exit_code == 0
+    missing = runner.invoke(cli, [*base, "show", endpoint["id"]])
+    assert missing.exit_code == 1
+    assert "no endpoint with id" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "url must not contain spaces"),
+        ("ftp://example.com/hook", "url must start with https://"),
+        ("https:///hook", "url has no host"),
+        ("https://user:pw@example.com/hook", "credentials"),
+    ],
+)
+def test_endpoint_add_refuses_bad_urls(config_file: Path, url: str, message: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "endpoint", "add", "--vendor", "v_1", "--url", url]
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_endpoint_add_refuses_plain_http_by_default(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    config = daemon_config(redis_url, key_prefix)
+    config["delivery"].update(require_https=True, allow_private_targets=False)
+    path = write_config(tmp_path / "strict.toml", config)
+    result = CliRunner().invoke(
+        cli, ["--config", str(path), "endpoint", "add", "--vendor", "v_1",
+              "--url", "http://example.com/hook"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "url must use https" in result.output
+
+
+def test_publish_writes_the_contract_entry(
+    config_file: Path, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "publish", "order.created", "--vendor", "v_1",
+              "--data", '{"order_id": "ord_1"}'],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    [(entry_id, fields)] = redis_client.xrange(f"{key_prefix}:events")
+    assert result.output.strip() == f"evt_{entry_id}"
+    assert fields == {"type": "order.created", "vendor": "v_1", "data": '{"order_id":"ord_1"}'}
+    bad = CliRunner().invoke(
+        cli, ["--config", str(config_file), "publish", "order.created", "--vendor", "v_1",
+              "--data", "[1]"],
+    )  # fmt: skip
+    assert bad.exit_code == 2
+    assert "must be a JSON object" in bad.output
+
+
+async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
+    config_file: Path, receiver: Receiver, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    receiver.default = Reply(stall_s=0.5)
+    settings = load_settings(config_file, environ={})
+    assert settings.redis.url
+    async with open_client(settings.redis.url) as client:
+        await registry_for(client, settings).add("v_1", receiver.url(), now_s=time.time())
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
+    process = await trio.lowlevel.open_process(
+        [WEBHOOKD, "--config", str(config_file), "run"], env=environ,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        stream = f"{key_prefix}:events"
+        for n in range(5):
+            redis_client.xadd(
+                stream, {"type": "order.created", "vendor": "v_1", "data": f'{{"n": {n}}}'}
+            )
+        with trio.fail_after(20):
+            await receiver.wait_for(5)
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    finally:
+        process.kill()
+    assert redis_client.xpending(stream, "webhookd")["pending"] == 0
+    states = [
+        json.loads(value)["state"]
+        for key in redis_client.scan_iter(f"{key_prefix}:event:*")
+        for value in redis_client.hvals(key)
+    ]
+    assert states == ["delivered"] * 5
