@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import coredis
 import trio
 
 from webhookd import __version__
 from webhookd.config import Settings, load_settings
 from webhookd.connection import open_client, redis_url
-from webhookd.errors import ConfigError, EndpointError, InvalidEventError
+from webhookd.errors import ConfigError, EndpointError, InvalidEventError, WebhookdError
 from webhookd.logs import configure
+from webhookd.queue import Queue
 from webhookd.registry import Registry, registry_for
 
 T = TypeVar("T")
@@ -47,22 +49,35 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = settings
 
 
-def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]) -> T:
-    """Run one registry operation against the configured (or embedded) Redis."""
+def with_client(settings: Settings, action: Callable[[coredis.Redis[bytes]], Awaitable[T]]) -> T:
+    """Run one operation against the configured (or embedded) Redis."""
 
     async def run(url: str) -> T:
         # Raised inside the client's task group, an error would come out wrapped in an
         # exception group; carry it out of the block and raise it plainly instead.
-        failure: EndpointError | None = None
+        failure: WebhookdError | None = None
         async with open_client(url) as client:
             try:
-                return await action(registry_for(client, settings))
-            except EndpointError as exc:
+                return await action(client)
+            except WebhookdError as exc:
                 failure = exc
         raise failure
 
     with redis_url(settings.redis) as url:
         return trio.run(run, url)
+
+
+def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]) -> T:
+    return with_client(settings, lambda client: action(registry_for(client, settings)))
+
+
+def with_queue(settings: Settings, action: Callable[[Queue], Awaitable[T]]) -> T:
+    def make(client: coredis.Redis[bytes]) -> Queue:
+        return Queue(
+            client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
+        )
+
+    return with_client(settings, lambda client: action(make(client)))
 
 
 def echo_json(value: Any) -> None:
@@ -208,6 +223,32 @@ def endpoint_rotate(settings: Settings, endpoint_id: str) -> None:
     """Make a new secret; the old one keeps signing alongside it for 24 hours."""
     found = registry_command(lambda r: r.rotate_secret(endpoint_id, now_s=time.time()), settings)
     echo_json(found.public())
+
+
+@cli.group()
+def dead() -> None:
+    """Inspect and redrive dead letters."""
+
+
+@dead.command("list")
+@click.option("--limit", default=100, show_default=True, help="How many, oldest first.")
+@click.pass_obj
+def dead_list(settings: Settings, limit: int) -> None:
+    """Print dead letters as JSON (without their bodies)."""
+    letters = with_queue(settings, lambda q: q.dead_letters(limit))
+    echo_json([
+        {"id": dead_id, **{k: v for k, v in fields.items() if k != "body"}}
+        for dead_id, fields in letters
+    ])  # fmt: skip
+
+
+@dead.command("redrive")
+@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's letters.")
+@click.pass_obj
+def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
+    """Send dead deliveries again, each with a fresh retry schedule."""
+    count = with_queue(settings, lambda q: q.redrive(time.time(), endpoint_id=endpoint_id))
+    echo_json({"redriven": count})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,21 @@ class Delivery:
             separators=(",", ":"),
             ensure_ascii=False,
         )
+
+    @classmethod
+    def from_dead_letter(cls, fields: Mapping[str, str]) -> Delivery | None:
+        """A fresh delivery (no attempts made) for a dead letter; None for malformed entries."""
+        try:
+            event = Event(
+                id=fields["event_id"],
+                type=fields["event_type"],
+                vendor=fields["vendor"],
+                timestamp=fields["timestamp"],
+                body=fields["body"].encode(),
+            )
+            return cls(event, fields["endpoint_id"], 0, entry=None, scheduled=True)
+        except KeyError:
+            return None
 
     @classmethod
     def from_payload(cls, payload: str) -> Delivery:
@@ -206,3 +221,10 @@ def corrupt_retry_ops(member: str, payload: str, reason: str, dead_stream: str) 
     fields = [["reason", f"unreadable scheduled retry: {reason}"], ["member", member],
               ["payload", payload]]  # fmt: skip
     return ["dead", dead_stream, json.dumps(fields, ensure_ascii=False), "settle", member]
+
+
+def redrive_ops(delivery: Delivery, now_s: float, dead_stream: str, dead_id: str) -> list[Op]:
+    """Schedule a dead letter's delivery afresh, due now, and remove it from the dead stream."""
+    due_ms = math.ceil(now_s * 1000)
+    payload = delivery.to_payload(0)
+    return ["schedule", delivery.member, due_ms, payload, "undead", dead_stream, dead_id]

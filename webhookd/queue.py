@@ -31,6 +31,9 @@ import coredis.exceptions
 from coredis.response.types import StreamEntry
 
 from webhookd.config import StreamSettings
+from webhookd.delivery import Delivery, Op, redrive_ops
+
+REDRIVE_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,24 @@ class Queue:
             for item in items
         ]
 
-    async def remove_dead(self, entry_ids: Sequence[str]) -> None:
-        if entry_ids:
-            await self._redis.xdel(self.dead_stream, list(entry_ids))
+    async def redrive(self, now_s: float, *, endpoint_id: str | None = None) -> int:
+        """Schedule every dead delivery (of one endpoint, if given) for a fresh round of
+        attempts; malformed entries, which name no endpoint, stay where they are."""
+        redriven = 0
+        start = "-"
+        while True:
+            items = await self._redis.xrange(self.dead_stream, start, "+", count=REDRIVE_PAGE)
+            ops: list[Op] = []
+            for item in items:
+                dead_id = _text(item.identifier)
+                fields = {_text(k): _text(v) for k, v in (item.field_values or {}).items()}
+                delivery = Delivery.from_dead_letter(fields)
+                if delivery is None or endpoint_id not in (None, delivery.endpoint_id):
+                    continue
+                ops += redrive_ops(delivery, now_s, self.dead_stream, dead_id)
+                redriven += 1
+            if ops:
+                await self.apply(ops)
+            if len(items) < REDRIVE_PAGE:
+                return redriven
+            start = "(" + _text(items[-1].identifier)

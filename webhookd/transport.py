@@ -283,6 +283,7 @@ class ConnectionPool:
             reusable
             and not self._closed
             and state.our_state is h11.DONE
+            and state.their_state is h11.DONE
         ):
             state.start_next_cycle()
             # Bytes after the response, or an EOF already seen: nothing more to send here.

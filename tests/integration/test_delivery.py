@@ -215,3 +215,23 @@ async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded
             await until(lambda: not redis_client.xpending(stream, group)["pending"])
     assert request.headers["x-event-id"] == event_id
     assert receiver.to("/done") == []
+
+
+async def test_dead_letters_can_be_redriven(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(retry={"schedule": []})
+    receiver.script("/hook", Reply(status=500))
+    redis_client.xadd(settings.stream.dead, {"reason": "missing field 'type'", "entry": "{}"})
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        with trio.fail_after(10):
+            await receiver.wait_for(1)
+            await until(lambda: redis_client.xlen(settings.stream.dead) == 2)
+            assert await daemon.queue.redrive(time.time()) == 1
+            _, again = await receiver.wait_for(2)
+    assert again.headers["x-event-id"] == event_id
+    assert json.loads(again.body)["data"] == ORDER
+    [(_, left)] = redis_client.xrange(settings.stream.dead)
+    assert left["reason"] == "missing field 'type'"

@@ -6,6 +6,7 @@
 --   settle <member>
 --   dead <stream> <fields_json>
 --   ack <stream> <entry_id>
+--   undead <stream> <entry_id>      (XDEL a redriven dead letter)
 local prefix, ttl, group = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local retry_key, payload_key = prefix .. ':retry', prefix .. ':retry:payload'
 local i = 4
@@ -38,6 +39,9 @@ while i <= #ARGV do
     i = i + 3
   elseif op == 'ack' then
     redis.call('XACK', ARGV[i + 1], group, ARGV[i + 2])
+    i = i + 3
+  elseif op == 'undead' then
+    redis.call('XDEL', ARGV[i + 1], ARGV[i + 2])
     i = i + 3
   else
     return redis.error_reply('unknown op ' .. tostring(op))
