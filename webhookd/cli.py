@@ -225,6 +225,17 @@ def endpoint_rotate(settings: Settings, endpoint_id: str) -> None:
     echo_json(found.public())
 
 
+@cli.command("demo")
+@click.pass_obj
+def demo_command(settings: Settings) -> None:
+    """Show delivery end to end: a sample vendor, a few events, one retry."""
+    from webhookd.demo import demo
+
+    with redis_url(settings.redis) as url:
+        if not demo(settings, url):
+            raise SystemExit(1)
+
+
 @cli.group()
 def dead() -> None:
     """Inspect and redrive dead letters."""
