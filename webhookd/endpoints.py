@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -162,11 +163,25 @@ def validate_url(url: str, policy: UrlPolicy) -> str:
 def _is_private_literal(host: str) -> bool:
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
         return True
+    address = ip_literal(host)
+    return address is not None and not address.is_global
+
+
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names by itself, in any form a resolver accepts.
+
+    Besides dotted quads that includes the shorthand, decimal, octal and hex forms of
+    IPv4 (``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``), which connect to
+    the same place and must be judged the same way.
+    """
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
-    return not address.is_global
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def select(endpoints: Sequence[Endpoint], event_type: str) -> list[Endpoint]:

@@ -43,7 +43,12 @@ def parse_timestamp(text: str) -> float:
         raise InvalidEventError(f"ts is not an RFC 3339 timestamp: {text[:64]!r}") from None
     if moment.tzinfo is None:
         raise InvalidEventError(f"ts has no UTC offset: {text[:64]!r}")
-    return moment.timestamp()
+    try:
+        epoch_s = moment.timestamp()
+        format_timestamp(epoch_s)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidEventError(f"ts is out of range: {text[:64]!r}") from None
+    return epoch_s
 
 
 def render_body(
@@ -62,9 +67,11 @@ def parse_entry(entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float) 
     if raw_data is None:
         raise InvalidEventError("missing field 'data'")
     try:
-        data = json.loads(raw_data)
+        data = json.loads(raw_data, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise InvalidEventError(f"data is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidEventError("data is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidEventError(f"data must be a JSON object, got {type(data).__name__}")
     event_id = text.get("id")
@@ -75,20 +82,28 @@ def parse_entry(entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float) 
     ts = text.get("ts")
     epoch_s = read_at_s if ts is None else parse_timestamp(ts)
     timestamp = format_timestamp(epoch_s)
-    return Event(
-        id=event_id,
-        type=event_type,
-        vendor=vendor,
-        timestamp=timestamp,
-        body=render_body(event_type, event_id, timestamp, data),
-    )
+    try:
+        body = render_body(event_type, event_id, timestamp, data)
+    except UnicodeEncodeError:
+        raise InvalidEventError("data holds a lone surrogate escape, not valid Unicode") from None
+    except RecursionError:
+        raise InvalidEventError("data is nested too deeply") from None
+    return Event(id=event_id, type=event_type, vendor=vendor, timestamp=timestamp, body=body)
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _decode_fields(fields: Mapping[bytes, bytes]) -> dict[str, str]:
-    try:
-        return {key.decode(): value.decode() for key, value in fields.items()}
-    except UnicodeDecodeError:
-        raise InvalidEventError("entry is not valid UTF-8") from None
+    decoded = {}
+    for key, value in fields.items():
+        name = key.decode("utf-8", "replace")
+        try:
+            decoded[key.decode()] = value.decode()
+        except UnicodeDecodeError:
+            raise InvalidEventError(f"field {name!r} is not valid UTF-8") from None
+    return decoded
 
 
 def _required(fields: Mapping[str, str], name: str, pattern: re.Pattern[str]) -> str:

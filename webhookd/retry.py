@@ -72,8 +72,8 @@ def decide(
     if attempts_made >= policy.max_attempts:
         return DeadLetter(f"gave up after {attempts_made} attempts: {describe(result)}")
     delay = policy.delay_s(attempts_made, draw)
-    if result.retry_after_s is not None and result.retry_after_s > delay:
-        delay = min(result.retry_after_s, RETRY_AFTER_CAP_S)
+    if result.retry_after_s is not None:
+        delay = max(delay, min(result.retry_after_s, RETRY_AFTER_CAP_S))
     return RetryAt(due_s=now_s + delay, delay_s=delay)
 
 
@@ -88,12 +88,12 @@ def parse_retry_after(status: int, value: str | None, now_s: float) -> float | N
     if status not in RETRY_AFTER_STATUSES or not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:
+            return None
+        return max(0.0, moment.timestamp() - now_s)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - now_s)

@@ -9,7 +9,6 @@ Two schemes are sent side by side: ``X-Signature`` (hex HMAC-SHA256 over
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ def secret_key(secret: str) -> bytes:
         raise EndpointError("secret must start with 'whsec_'")
     try:
         key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII characters
         raise EndpointError("secret is not valid base64 after 'whsec_'") from None
     if not SECRET_MIN_BYTES <= len(key) <= SECRET_MAX_BYTES:
         raise EndpointError("secret must decode to 24-64 bytes")

@@ -56,8 +56,13 @@ def _key(secret: str) -> bytes:
         raise InvalidSignature("secret is not a whsec_ base64 secret") from None
 
 
+MAX_TIMESTAMP_DIGITS = 12
+
+
 def _timestamp(value: str | None, now: float, tolerance: int) -> int | None:
     if value is None or not value.isascii() or not value.isdigit():
+        return None
+    if len(value) > MAX_TIMESTAMP_DIGITS:
         return None
     stamp = int(value)
     return stamp if abs(now - stamp) <= tolerance else None
@@ -73,8 +78,13 @@ def _x_signature_ok(
     expected = "sha256=" + hmac.new(key, b"%d.%s" % (stamp, body), hashlib.sha256).hexdigest()
     found = False
     for candidate in offered.split(","):
-        found |= hmac.compare_digest(candidate.strip().encode(), expected.encode())
+        found |= hmac.compare_digest(_ascii(candidate.strip()), expected.encode())
     return found
+
+
+def _ascii(text: str) -> bytes:
+    """Header text as bytes for comparison; anything not ASCII cannot match a signature."""
+    return text.encode("ascii", "replace")
 
 
 def _standard_ok(
@@ -85,11 +95,14 @@ def _standard_ok(
     offered = headers.get("webhook-signature")
     if stamp is None or msg_id is None or offered is None:
         return False
-    signed = b"%s.%d.%s" % (msg_id.encode(), stamp, body)
+    try:
+        signed = b"%s.%d.%s" % (msg_id.encode(), stamp, body)
+    except UnicodeEncodeError:
+        return False
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
     found = False
     for candidate in offered.split(" "):
         version, _, signature = candidate.partition(",")
         if version == "v1":
-            found |= hmac.compare_digest(signature.encode(), expected)
+            found |= hmac.compare_digest(_ascii(signature), expected)
     return found
