@@ -9,7 +9,6 @@ Every failure raises :class:`InvalidSignature`, and nothing else.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -18,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 SECRET_PREFIX = "whsec_"
+MIN_KEY_BYTES = 24
 
 
 class InvalidSignature(Exception):
@@ -49,11 +49,15 @@ def verify(
 
 
 def _key(secret: str) -> bytes:
+    """The signing key; an empty or short one would let anyone sign, so it verifies nothing."""
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
+        key = base64.b64decode(encoded, validate=True)
+    except ValueError:
         raise InvalidSignature("secret is not a whsec_ base64 secret") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise InvalidSignature(f"secret is shorter than {MIN_KEY_BYTES} bytes")
+    return key
 
 
 MAX_TIMESTAMP_DIGITS = 12

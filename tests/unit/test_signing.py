@@ -1,0 +1,129 @@
+"""Secrets and signatures, checked against HMACs computed here from the contract's wording."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from webhookd.errors import EndpointError
+from webhookd.signing import (
+    new_secret,
+    secret_key,
+    signature_headers,
+    standard_signature,
+    x_signature,
+)
+
+keys = st.binary(min_size=24, max_size=64)
+timestamps = st.integers(0, 2**40)
+msg_ids = st.text(min_size=1, max_size=64)
+
+
+def contract_x_signature(key: bytes, timestamp: int, body: bytes) -> str:
+    """``sha256=`` + hex HMAC-SHA256(key, "{X-Timestamp}.{raw body}")."""
+    return "sha256=" + hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def contract_v1_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,`` + base64 HMAC-SHA256(key, "{id}.{timestamp}.{raw body}")."""
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def test_standard_webhooks_reference_vector() -> None:
+    """The example of the Standard Webhooks specification, signed the same way."""
+    key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    signature = standard_signature(
+        key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    )
+    assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=keys, msg_id=msg_ids, timestamp=timestamps, body=st.binary(max_size=512))
+def test_both_schemes_match_the_contract_definitions(
+    key: bytes, msg_id: str, timestamp: int, body: bytes
+) -> None:
+    assert x_signature(key, timestamp, body) == contract_x_signature(key, timestamp, body)
+    assert standard_signature(key, msg_id, timestamp, body) == contract_v1_signature(
+        key, msg_id, timestamp, body
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    signing_keys=st.lists(keys, min_size=1, max_size=3, unique=True),
+    msg_id=msg_ids,
+    timestamp=timestamps,
+    body=st.binary(max_size=256),
+)
+def test_signature_headers_carry_one_signature_per_live_key(
+    signing_keys: list[bytes], msg_id: str, timestamp: int, body: bytes
+) -> None:
+    headers = signature_headers(signing_keys, msg_id, timestamp, body)
+
+    assert [name for name, _ in headers] == [
+        "X-Timestamp",
+        "X-Signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ]
+    values = dict(headers)
+    assert values["X-Timestamp"] == values["webhook-timestamp"] == str(timestamp)
+    assert values["webhook-id"] == msg_id
+    assert values["X-Signature"].split(",") == [
+        contract_x_signature(key, timestamp, body) for key in signing_keys
+    ]
+    assert values["webhook-signature"].split(" ") == [
+        contract_v1_signature(key, msg_id, timestamp, body) for key in signing_keys
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(random_bytes=keys)
+def test_new_secret_has_the_standard_form_and_decodes_to_its_bytes(random_bytes: bytes) -> None:
+    secret = new_secret(random_bytes)
+    assert secret.startswith("whsec_")
+    assert base64.b64decode(secret.removeprefix("whsec_"), validate=True) == random_bytes
+    assert secret_key(secret) == random_bytes
+
+
+@pytest.mark.parametrize("size", [0, 23, 65, 128])
+def test_new_secret_takes_24_to_64_bytes(size: int) -> None:
+    with pytest.raises(ValueError, match="24 to 64"):
+        new_secret(b"\x01" * size)
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("", "whsec_"),
+        ("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_"),
+        ("WHSEC_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_"),
+        ("whsec_", "24-64 bytes"),
+        ("whsec_!!!!", "base64"),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS", "base64"),
+        ("whsec_" + base64.b64encode(b"k" * 23).decode(), "24-64 bytes"),
+        ("whsec_" + base64.b64encode(b"k" * 65).decode(), "24-64 bytes"),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSé", "base64"),
+    ],
+)
+def test_secret_key_refuses_what_is_not_a_whsec_secret(secret: str, message: str) -> None:
+    with pytest.raises(EndpointError, match=message):
+        secret_key(secret)
+
+
+@settings(max_examples=150, deadline=None)
+@given(secret=st.text(max_size=100) | st.text(max_size=100).map(lambda text: "whsec_" + text))
+def test_secret_key_raises_only_endpoint_error(secret: str) -> None:
+    try:
+        key = secret_key(secret)
+    except EndpointError:
+        return
+    assert 24 <= len(key) <= 64
