@@ -61,6 +61,7 @@ def daemon_config(redis_url: str, key_prefix: str, **sections: dict[str, Any]) -
         },
         "delivery": {"require_https": False, "allow_private_targets": True, "timeout": 1.0},
         "retry": {"schedule": [1, 2, 4, 8, 16], "jitter": 0.1},
+        "admin": {"listen": "127.0.0.1:0", "token": "test-admin-token"},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

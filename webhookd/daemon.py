@@ -3,6 +3,7 @@
 ::
 
     run
+    ├── admin API           /v1/…, /metrics, /healthz (stops last)
     ├── recorder            writes outcomes and acks, in batches
     └── deliveries          one task per attempt, at most delivery.max_in_flight
         └── intake          cancelled first on shutdown
@@ -27,6 +28,8 @@ import coredis
 import structlog
 import trio
 
+from ratelimiter.httpserver import serve
+from webhookd.admin import AdminApi
 from webhookd.clock import EpochClock
 from webhookd.config import Settings
 from webhookd.delivery import Delivery, EntryRef, corrupt_retry_ops, malformed_ops
@@ -75,6 +78,7 @@ class Daemon:
         self._slots = trio.Semaphore(settings.delivery.max_in_flight)
         self._intake = trio.CancelScope()
         self._everything = trio.CancelScope()
+        self.admin_port = 0
 
     def stop(self) -> None:
         """Stop taking work; in-flight deliveries finish within the shutdown grace."""
@@ -103,23 +107,30 @@ class Daemon:
         self._clock = clock
         log.info("daemon.started", consumer=self.consumer, streams=self.queue.streams,
                  group=settings.stream.group)  # fmt: skip
+        admin = AdminApi(token=settings.admin.token, registry=self.registry, queue=self.queue,
+                         client=self._client, clock=clock)  # fmt: skip
+        host, port = settings.admin.address
         with self._everything:
-            async with trio.open_nursery() as outer:
-                outer.start_soon(self._recorder.run)
-                async with trio.open_nursery() as deliveries:
-                    self._deliveries = deliveries
-                    with self._intake:
-                        async with trio.open_nursery() as intake:
-                            intake.start_soon(self._supervise, "read", self._read_loop)
-                            intake.start_soon(self._supervise, "reclaim", self._reclaim_loop)
-                            intake.start_soon(self._supervise, "retry", self._retry_loop)
-                            task_status.started()
-                    log.info("daemon.draining", grace_s=settings.delivery.shutdown_grace_s)
-                    deliveries.cancel_scope.deadline = (
-                        trio.current_time() + settings.delivery.shutdown_grace_s
-                    )
-                self._recorder.close()
-                outer.cancel_scope.deadline = trio.current_time() + RECORDER_FLUSH_S
+            async with trio.open_nursery() as services:
+                self.admin_port = await services.start(serve, admin.handle, host, port)
+                log.info("admin.listening", host=host, port=self.admin_port)
+                async with trio.open_nursery() as outer:
+                    outer.start_soon(self._recorder.run)
+                    async with trio.open_nursery() as deliveries:
+                        self._deliveries = deliveries
+                        with self._intake:
+                            async with trio.open_nursery() as intake:
+                                intake.start_soon(self._supervise, "read", self._read_loop)
+                                intake.start_soon(self._supervise, "reclaim", self._reclaim_loop)
+                                intake.start_soon(self._supervise, "retry", self._retry_loop)
+                                task_status.started()
+                        log.info("daemon.draining", grace_s=settings.delivery.shutdown_grace_s)
+                        deliveries.cancel_scope.deadline = (
+                            trio.current_time() + settings.delivery.shutdown_grace_s
+                        )
+                    self._recorder.close()
+                    outer.cancel_scope.deadline = trio.current_time() + RECORDER_FLUSH_S
+                services.cancel_scope.cancel()
         await self._transport.aclose()
         log.info("daemon.stopped", consumer=self.consumer)
 
@@ -185,7 +196,8 @@ class Daemon:
             self._recorder.expect(ref, len(targets))
             for endpoint in targets:
                 await self._slots.acquire()
-                self._deliveries.start_soon(self._attempt, Delivery(event, endpoint.id, entry=ref))
+                delivery = Delivery(event, endpoint.id, entry=ref, origin=ref)
+                self._deliveries.start_soon(self._attempt, delivery)
 
     def _dead_letter_malformed(self, ref: EntryRef, entry: Entry, reason: str) -> None:
         EVENTS_MALFORMED.inc()

@@ -35,8 +35,9 @@ class Delivery:
     event: Event
     endpoint_id: str
     attempts_made: int = 0
-    entry: EntryRef | None = None
+    entry: EntryRef | None = None  # set on a first attempt: the entry to ack once settled
     scheduled: bool = False  # it sits in the retry set and must be settled there
+    origin: EntryRef | None = None  # where the event was published, kept for replays
 
     @property
     def member(self) -> str:
@@ -54,6 +55,9 @@ class Delivery:
                 "body": event.body.decode(),
                 "endpoint_id": self.endpoint_id,
                 "attempts": attempts_made,
+                "origin": None
+                if self.origin is None
+                else [self.origin.stream, self.origin.entry_id],
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -84,7 +88,8 @@ class Delivery:
             timestamp=raw["timestamp"],
             body=raw["body"].encode(),
         )
-        return cls(event, raw["endpoint_id"], int(raw["attempts"]), entry=None, scheduled=True)
+        origin = EntryRef(*raw["origin"]) if raw.get("origin") else None
+        return cls(event, raw["endpoint_id"], int(raw["attempts"]), None, True, origin)
 
 
 def request_headers(event: Event, keys: Sequence[bytes], timestamp: int) -> list[tuple[str, str]]:
@@ -144,7 +149,10 @@ def record_ops(
         "attempts": attempt.number,
         "last_status": attempt.result.status,
         "last_error": attempt.result.error,
+        "event_timestamp": event.timestamp,
     }
+    if delivery.origin is not None:
+        state["origin"] = [delivery.origin.stream, delivery.origin.entry_id]
     if isinstance(outcome, RetryAt):
         state["next_attempt_at"] = format_timestamp(outcome.due_s)
     ops: list[Op] = [

@@ -104,6 +104,7 @@ def demo_settings(settings: Settings) -> Settings:
         delivery=dataclasses.replace(
             settings.delivery, require_https=False, allow_private_targets=True
         ),
+        admin=dataclasses.replace(settings.admin, listen="127.0.0.1:0"),
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -31,7 +32,9 @@ import coredis.exceptions
 from coredis.response.types import StreamEntry
 
 from webhookd.config import StreamSettings
-from webhookd.delivery import Delivery, Op, redrive_ops
+from webhookd.delivery import Delivery, EntryRef, Op, redrive_ops
+from webhookd.errors import InvalidEventError
+from webhookd.events import parse_entry, parse_timestamp
 
 REDRIVE_PAGE = 500
 
@@ -168,6 +171,30 @@ class Queue:
             )
             for item in items
         ]
+
+    async def replay(self, event_id: str, now_s: float) -> list[str] | None:
+        """Deliver a recorded event afresh to every endpoint it went to; the endpoint ids,
+        or None when the event is unknown or its stream entry is no longer retained."""
+        states = (await self.states([event_id]))[event_id]
+        origins = [state["origin"] for state in states.values() if state.get("origin")]
+        if not origins:
+            return None
+        stream, entry_id = origins[0]
+        items = await self._redis.xrange(stream, entry_id, entry_id)
+        if not items:
+            return None
+        published_s = parse_timestamp(next(iter(states.values()))["event_timestamp"])
+        try:
+            event = parse_entry(entry_id, _fields(items[0]), published_s)
+        except InvalidEventError:
+            return None
+        origin = EntryRef(stream, entry_id)
+        ops: list[Op] = []
+        for endpoint_id in sorted(states):
+            delivery = Delivery(event, endpoint_id, scheduled=True, origin=origin)
+            ops += ["schedule", delivery.member, math.ceil(now_s * 1000), delivery.to_payload(0)]
+        await self.apply(ops)
+        return sorted(states)
 
     async def redrive(self, now_s: float, *, endpoint_id: str | None = None) -> int:
         """Schedule every dead delivery (of one endpoint, if given) for a fresh round of

@@ -111,7 +111,7 @@ Connector = Callable[[Origin], Awaitable[trio.abc.Stream]]
 """Opens the byte stream (TCP) to an origin; TLS, when the scheme asks for it, goes on top.
 
 A plain callable so that a caller can resolve the host, vet the address and connect to
-exactly that address.
+exactly that address. It fails with OSError (as trio does) or a TransportError of its own.
 """
 
 
@@ -191,9 +191,8 @@ class ConnectionPool:
         self.size = size
         self._authority = origin.authority
         self._slots = trio.Semaphore(size)
-        self._tls: ssl.SSLContext | None = None
-        if origin.scheme == "https":
-            self._tls = ssl_context or ssl.create_default_context()
+        https = origin.scheme == "https"
+        self._tls = (ssl_context or ssl.create_default_context()) if https else None
         self._body_cap = body_cap
         self._connector = connector or _open_tcp
         self._keepalive_expiry_s = keepalive_expiry_s
@@ -212,26 +211,34 @@ class ConnectionPool:
         """Send one request and read its response; waiting for a free slot is not timed."""
         if self._closed:
             raise ConnectError(f"the connection pool for {self.origin} is closed")
-        with _translated(self.origin, "exchange"):
-            event = h11.Request(
-                method=method,
-                target=target,
-                headers=[
-                    ("Host", self._authority),
-                    ("Content-Length", str(len(body))),
-                    *headers,
-                ],
-            )
-        async with self._slots:
-            with trio.move_on_after(timeout_s):
-                with _translated(self.origin, "exchange"):
-                    conn = await self._checkout()
-                    if conn is None:
-                        return await self._exchange(await self._connect(), event, body, False)
-                    try:
-                        return await self._exchange(conn, event, body, True)
-                    except _StaleConnection:
-                        return await self._exchange(await self._connect(), event, body, False)
+        try:
+            # A free slot costs no trip through the scheduler; the exchange checkpoints anyway.
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
+        try:
+            with (
+                trio.CancelScope(deadline=trio.current_time() + timeout_s),
+                _translated(self.origin, "exchange"),
+            ):
+                event = h11.Request(
+                    method=method,
+                    target=target,
+                    headers=[
+                        ("Host", self._authority),
+                        ("Content-Length", str(len(body))),
+                        *headers,
+                    ],
+                )
+                conn = await self._checkout()
+                if conn is None:
+                    return await self._exchange(await self._connect(), event, body, False)
+                try:
+                    return await self._exchange(conn, event, body, True)
+                except _StaleConnection:
+                    return await self._exchange(await self._connect(), event, body, False)
+        finally:
+            self._slots.release()
         raise TimeoutError_(f"no complete response from {self.origin} within {timeout_s:g} s")
 
     async def aclose(self) -> None:

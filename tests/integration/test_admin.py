@@ -1,0 +1,115 @@
+"""The admin HTTP API on a running daemon: auth, endpoints, events, replay, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import redis
+import trio
+from conftest import running_daemon, until
+from webhook_receiver import Receiver, Reply
+
+from webhookd.config import Settings
+from webhookd.daemon import Daemon
+from webhookd.publisher import Publisher
+
+TOKEN = {"Authorization": "Bearer test-admin-token"}
+
+
+def client_for(daemon: Daemon) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{daemon.admin_port}")
+
+
+async def test_every_v1_route_needs_the_token_and_open_routes_do_not(
+    make_settings: Callable[..., Settings],
+) -> None:
+    routes = [("GET", "/v1/endpoints"), ("POST", "/v1/endpoints"), ("GET", "/v1/endpoints/x"),
+              ("PATCH", "/v1/endpoints/x"), ("DELETE", "/v1/endpoints/x"), ("GET", "/v1/events/x"),
+              ("POST", "/v1/events/x/replay"), ("GET", "/v1/dead"),
+              ("POST", "/v1/dead/redrive")]  # fmt: skip
+    async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
+        for method, path in routes:
+            assert (await http.request(method, path)).status_code == 401, path
+            wrong = {"Authorization": "Bearer nope"}
+            assert (await http.request(method, path, headers=wrong)).status_code == 401, path
+        assert (await http.get("/healthz")).json()["status"] == "ok"
+        assert (await http.get("/readyz")).status_code == 200
+        metrics = await http.get("/metrics")
+        assert "webhookd_attempts_total" in metrics.text
+        spec = (await http.get("/openapi.json")).json()
+        assert spec["openapi"].startswith("3.")
+        templated = {path.replace("/x", "/{id}") for _, path in routes}
+        assert templated <= set(spec["paths"])
+
+
+async def test_without_a_configured_token_every_v1_call_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(admin={"token": ""})
+    async with running_daemon(settings) as daemon, client_for(daemon) as http:
+        assert (await http.get("/v1/endpoints", headers=TOKEN)).status_code == 401
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_endpoint_crud(make_settings: Callable[..., Settings]) -> None:
+    async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
+        created = await http.post(
+            "/v1/endpoints", headers=TOKEN,
+            json={"vendor": "v_1", "url": "http://127.0.0.1:9/hook", "events": ["order.*"]},
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        endpoint = created.json()
+        assert endpoint["secret"].startswith("whsec_")
+        path = f"/v1/endpoints/{endpoint['id']}"
+        assert (await http.get(path, headers=TOKEN)).json() == endpoint
+        patched = await http.patch(path, headers=TOKEN, json={"enabled": False, "events": ["*"]})
+        assert (patched.json()["enabled"], patched.json()["events"]) == (False, ["*"])
+        listed = (await http.get("/v1/endpoints", headers=TOKEN)).json()
+        assert [e["id"] for e in listed] == [endpoint["id"]]
+        bad = await http.post(
+            "/v1/endpoints", headers=TOKEN, json={"vendor": "v", "url": "ftp://x"}
+        )
+        assert bad.status_code == 400 and "https://" in bad.json()["message"]
+        assert (await http.post("/v1/endpoints", headers=TOKEN, content=b"{")).status_code == 400
+        assert (await http.delete(path, headers=TOKEN)).status_code == 204
+        assert (await http.get(path, headers=TOKEN)).status_code == 404
+        assert (await http.put(path, headers=TOKEN)).status_code == 405
+
+
+async def test_event_attempts_replay_and_dead_letters(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(retry={"schedule": [0.2], "jitter": 0})
+    receiver.script("/ok", Reply(status=500))
+    receiver.script("/dead", Reply(status=500), Reply(status=502))
+    assert settings.redis.url
+    publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
+    async with running_daemon(settings) as daemon, client_for(daemon) as http:
+        for path in ("/ok", "/dead"):
+            await http.post("/v1/endpoints", headers=TOKEN,
+                            json={"vendor": "v_1", "url": receiver.url(path)})  # fmt: skip
+        event_id = publisher.publish("order.created", vendor="v_1", data={"n": 1})
+        with trio.fail_after(10):
+            await receiver.wait_for(2, "/ok")
+            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
+        record = (await http.get(f"/v1/events/{event_id}", headers=TOKEN)).json()
+        states = {d["state"] for d in record["deliveries"]}
+        assert states == {"delivered", "dead"}
+        for delivery in record["deliveries"]:
+            assert [a["attempt"] for a in delivery["attempt_log"]] == [1, 2]
+            assert delivery["attempt_log"][0]["status"] == 500
+        dead = (await http.get("/v1/dead", headers=TOKEN)).json()
+        assert [d["event_id"] for d in dead] == [event_id]
+        assert dead[0]["last_status"] == "502"
+        redriven = await http.post("/v1/dead/redrive", headers=TOKEN)
+        assert redriven.json() == {"redriven": 1}
+        replayed = await http.post(f"/v1/events/{event_id}/replay", headers=TOKEN)
+        assert replayed.status_code == 202
+        assert len(replayed.json()["replayed"]) == 2
+        with trio.fail_after(10):  # the redrive and the replay of /dead coalesce into one
+            await receiver.wait_for(3, "/ok")
+            await receiver.wait_for(3, "/dead")
+        missing = await http.post("/v1/events/evt_nope/replay", headers=TOKEN)
+        assert missing.status_code == 404
+    assert {r.headers["x-event-id"] for r in receiver.requests} == {event_id}

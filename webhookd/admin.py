@@ -1,0 +1,217 @@
+"""The admin HTTP API: endpoints, delivery records, dead letters, metrics and health.
+
+Served on ``admin.listen`` by the small h11 server the limiter service uses too.
+Every ``/v1`` route needs ``Authorization: Bearer <admin.token>``; with no token
+configured they all answer 401. ``/metrics``, ``/healthz`` and ``/readyz`` are open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import coredis
+import prometheus_client
+import structlog
+
+from ratelimiter.httpserver import Request, Response
+from webhookd import __version__
+from webhookd.clock import EpochClock
+from webhookd.endpoints import Endpoint, UrlPolicy, parse_patterns, validate_url
+from webhookd.errors import EndpointError, EndpointNotFound
+from webhookd.openapi import OPENAPI
+from webhookd.queue import Queue
+from webhookd.registry import Registry
+
+log = structlog.get_logger("webhookd.admin")
+
+Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
+
+
+class AdminApi:
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        registry: Registry,
+        queue: Queue,
+        client: coredis.Redis[bytes],
+        clock: EpochClock,
+    ) -> None:
+        self._token = token.encode() if token else None
+        self._registry = registry
+        self._queue = queue
+        self._client = client
+        self._clock = clock
+        self._routes: list[tuple[str, re.Pattern[str], Route]] = [
+            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints),
+            ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint),
+            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint),
+            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint),
+            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate),
+            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event),
+            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event),
+            ("GET", re.compile(r"/v1/dead"), self._list_dead),
+            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive),
+        ]
+
+    async def handle(self, request: Request) -> Response:
+        path = request.path
+        if request.method == "GET" and path == "/healthz":
+            return Response.json(200, {"status": "ok", "version": __version__})
+        if request.method == "GET" and path == "/readyz":
+            return await self._ready()
+        if request.method == "GET" and path == "/metrics":
+            return Response(200, prometheus_client.generate_latest(),
+                            content_type=prometheus_client.CONTENT_TYPE_LATEST)  # fmt: skip
+        if request.method == "GET" and path == "/openapi.json":
+            return Response.json(200, OPENAPI)
+        allowed_methods = set()
+        for method, pattern, route in self._routes:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            allowed_methods.add(method)
+            if method == request.method:
+                if not self._authorized(request):
+                    return Response.error(
+                        401, "unauthorized", "send Authorization: Bearer <admin.token>",
+                        (("www-authenticate", 'Bearer realm="webhookd"'),),
+                    )  # fmt: skip
+                try:
+                    return await route(request, match)
+                except EndpointNotFound as exc:
+                    return Response.error(404, "not_found", str(exc))
+                except EndpointError as exc:
+                    return Response.error(400, "invalid_endpoint", str(exc))
+        if allowed_methods:
+            allow = ", ".join(sorted(allowed_methods))
+            return Response.error(405, "method_not_allowed", f"use {allow}", (("allow", allow),))
+        return Response.error(404, "not_found", f"no route for {path}")
+
+    def _authorized(self, request: Request) -> bool:
+        if self._token is None:
+            return False
+        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(offered.strip().encode("utf-8", "replace"), self._token)
+
+    async def _ready(self) -> Response:
+        try:
+            await self._client.ping()
+        except (coredis.exceptions.RedisError, OSError) as exc:
+            return Response.json(503, {"status": "unavailable", "redis": str(exc)})
+        return Response.json(200, {"status": "ready"})
+
+    async def _list_endpoints(self, request: Request, match: re.Match[str]) -> Response:
+        vendor = request.query.get("vendor")
+        endpoints = await self._registry.all()
+        return Response.json(
+            200, [e.public() for e in endpoints if vendor is None or e.vendor == vendor]
+        )
+
+    async def _create_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+        body = _object(request)
+        if isinstance(body, Response):
+            return body
+        vendor, url = body.get("vendor"), body.get("url")
+        if not isinstance(vendor, str) or not isinstance(url, str):
+            return Response.error(400, "invalid_request", "vendor and url are required strings")
+        events = body.get("events", "*")
+        secret = body.get("secret")
+        if not isinstance(events, str | list) or not isinstance(secret, str | None):
+            return Response.error(400, "invalid_request", "events: a list; secret: a string")
+        endpoint = await self._registry.add(vendor, url, events, secret, now_s=self._clock.now_s())
+        return Response.json(201, endpoint.public())
+
+    async def _show_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+        return Response.json(200, (await self._registry.get(match["id"])).public())
+
+    async def _patch_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+        body = _object(request)
+        if isinstance(body, Response):
+            return body
+        unknown = set(body) - {"url", "events", "enabled"}
+        if unknown:
+            return Response.error(400, "invalid_request", f"cannot change {sorted(unknown)}")
+        endpoint = await self._registry.get(match["id"])
+        endpoint = _patched(endpoint, body, self._registry.policy)
+        await self._registry.save(endpoint)
+        return Response.json(200, endpoint.public())
+
+    async def _delete_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+        await self._registry.remove(match["id"])
+        return Response(204)
+
+    async def _rotate(self, request: Request, match: re.Match[str]) -> Response:
+        endpoint = await self._registry.rotate_secret(match["id"], now_s=self._clock.now_s())
+        return Response.json(200, endpoint.public())
+
+    async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
+        event_id = match["id"]
+        states = (await self._queue.states([event_id]))[event_id]
+        if not states:
+            return Response.error(404, "not_found", f"no deliveries recorded for {event_id}")
+        attempts = await self._queue.attempts(event_id)
+        deliveries = [
+            {**state, "attempt_log": [a for a in attempts if a["endpoint_id"] == endpoint_id]}
+            for endpoint_id, state in sorted(states.items())
+        ]
+        return Response.json(200, {"event_id": event_id, "deliveries": deliveries})
+
+    async def _replay_event(self, request: Request, match: re.Match[str]) -> Response:
+        event_id = match["id"]
+        replayed = await self._queue.replay(event_id, self._clock.now_s())
+        if replayed is None:
+            return Response.error(
+                404, "not_found", f"{event_id} is not retained (unknown or trimmed from the stream)"
+            )
+        return Response.json(202, {"event_id": event_id, "replayed": replayed})
+
+    async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return Response.error(400, "invalid_request", "limit must be a whole number")
+        letters = await self._queue.dead_letters(limit)
+        return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
+
+    async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
+        endpoint_id = request.query.get("endpoint_id")
+        count = await self._queue.redrive(self._clock.now_s(), endpoint_id=endpoint_id)
+        return Response.json(202, {"redriven": count})
+
+
+def _object(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = request.json()
+    except ValueError as exc:
+        return Response.error(400, "invalid_json", f"body is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return Response.error(400, "invalid_json", "body must be a JSON object")
+    return body
+
+
+def _patched(endpoint: Endpoint, changes: dict[str, Any], policy: UrlPolicy) -> Endpoint:
+    if "url" in changes:
+        if not isinstance(changes["url"], str):
+            raise EndpointError("url must be a string")
+        endpoint = dataclasses.replace(endpoint, url=validate_url(changes["url"], policy))
+    if "events" in changes:
+        events = changes["events"]
+        if not isinstance(events, str | list):
+            raise EndpointError("events must be a list of patterns")
+        endpoint = dataclasses.replace(endpoint, events=parse_patterns(events))
+    if "enabled" in changes:
+        if not isinstance(changes["enabled"], bool):
+            raise EndpointError("enabled must be true or false")
+        enabled = changes["enabled"]
+        endpoint = (
+            endpoint.enabled_again() if enabled else endpoint.disabled("disabled by operator")
+        )
+    return endpoint

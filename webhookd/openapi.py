@@ -1,0 +1,120 @@
+"""The admin API's OpenAPI description, served on ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webhookd import __version__
+
+_ENDPOINT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "vendor": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
+        "events": {"type": "array", "items": {"type": "string"}},
+        "enabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "secret": {"type": "string", "description": "whsec_ + base64 of 24-64 bytes"},
+    },
+    "required": ["id", "vendor", "url", "events", "enabled", "secret"],
+}
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    "required": ["error", "message"],
+}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    responses = {
+        ok: _json(schema, summary),
+        "401": _json({"$ref": "#/components/schemas/Error"}, "missing or wrong bearer token"),
+    }
+    return {"summary": summary, "security": [{"bearer": []}], "responses": responses, **extra}
+
+
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_REF = {"$ref": "#/components/schemas/Endpoint"}
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "vendor": {"type": "string"},
+                    "url": {"type": "string"},
+                    "events": {"type": "array", "items": {"type": "string"}},
+                    "secret": {"type": "string"},
+                    "enabled": {"type": "boolean"},
+                },
+            }
+        }
+    },
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "webhookd admin API", "version": __version__},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Endpoint": _ENDPOINT, "Error": _ERROR},
+    },
+    "paths": {
+        "/v1/endpoints": {
+            "get": _op("List endpoints", "200", {"type": "array", "items": _REF}),
+            "post": _op("Register an endpoint", "201", _REF, requestBody=_BODY),
+        },
+        "/v1/endpoints/{id}": {
+            "get": _op("Show an endpoint", "200", _REF, parameters=_ID),
+            "patch": _op(
+                "Change url, events or enabled", "200", _REF, parameters=_ID, requestBody=_BODY
+            ),
+            "delete": _op("Remove an endpoint", "204", {}, parameters=_ID),
+        },
+        "/v1/endpoints/{id}/rotate-secret": {
+            "post": _op("New secret; the old one signs too for 24 h", "200", _REF, parameters=_ID),
+        },
+        "/v1/events/{id}": {
+            "get": _op(
+                "An event's deliveries, each with every attempt",
+                "200",
+                {"type": "object"},
+                parameters=_ID,
+            ),
+        },
+        "/v1/events/{id}/replay": {
+            "post": _op(
+                "Deliver an event again to its endpoints", "202", {"type": "object"}, parameters=_ID
+            ),
+        },
+        "/v1/dead": {"get": _op("Dead letters, oldest first", "200", {"type": "array"})},
+        "/v1/dead/redrive": {
+            "post": _op(
+                "Deliver dead letters again with a fresh schedule", "202", {"type": "object"}
+            ),
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition format"}},
+            }
+        },
+        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Readiness (Redis reachable)",
+                "responses": {
+                    "200": {"description": "ready"},
+                    "503": {"description": "Redis unreachable"},
+                },
+            }
+        },
+    },
+}
