@@ -1,0 +1,45 @@
+"""ratelimiter: sliding-window rate limits per key, plan and route.
+
+``Limiter`` (synchronous: memory or redis-py) and ``AsyncLimiter`` (trio or asyncio:
+memory or coredis) check every limit of a hit in one atomic step and answer with a
+``Decision`` that renders its own header fields and 429 body.
+"""
+
+from ratelimiter.async_limiter import AsyncLimiter, AsyncMemoryBackend
+from ratelimiter.async_redis import AsyncRedisBackend
+from ratelimiter.decision import Decision
+from ratelimiter.errors import (
+    BackendError,
+    ConfigError,
+    InvalidLimit,
+    InvalidRequest,
+    RateLimiterError,
+    UnknownPlan,
+)
+from ratelimiter.limit import Limit, parse_limit
+from ratelimiter.limiter import Limiter
+from ratelimiter.memory import MemoryBackend
+from ratelimiter.policy import Plan, Policy, default_plans_path, load_policy
+from ratelimiter.sync_redis import RedisBackend
+
+__all__ = [
+    "AsyncLimiter",
+    "AsyncMemoryBackend",
+    "AsyncRedisBackend",
+    "BackendError",
+    "ConfigError",
+    "Decision",
+    "InvalidLimit",
+    "InvalidRequest",
+    "Limit",
+    "Limiter",
+    "MemoryBackend",
+    "Plan",
+    "Policy",
+    "RateLimiterError",
+    "RedisBackend",
+    "UnknownPlan",
+    "default_plans_path",
+    "load_policy",
+    "parse_limit",
+]

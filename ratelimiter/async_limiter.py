@@ -1,0 +1,168 @@
+"""``AsyncLimiter``: the same limiter for trio and asyncio code, on coredis or memory.
+
+Concurrent hits are coalesced (see ``batcher.py``), so a server with many requests in
+flight pays one Redis round trip per batch, not per hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import coredis
+from coredis.connection import TCPLocation
+
+from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
+from ratelimiter.backend import AsyncBackend, Check, Outcome
+from ratelimiter.decision import Decision
+from ratelimiter.errors import BackendError
+from ratelimiter.limit import Limit
+from ratelimiter.limiter import Clock, PlansSource, Rules, decision, split_url
+from ratelimiter.memory import MemoryBackend
+from ratelimiter.policy import Plan, Policy
+
+
+def _cluster_from_url(url: str) -> coredis.RedisCluster[Any]:
+    """``RedisCluster.from_url``, with the startup node given the way coredis 6 expects."""
+    parts = urlsplit(url)
+    node = TCPLocation(parts.hostname or "localhost", parts.port or 6379)
+    return coredis.RedisCluster.from_url(url, startup_nodes=[node])
+
+
+class AsyncMemoryBackend:
+    """The memory store behind the async interface (it never blocks)."""
+
+    def __init__(self, memory: MemoryBackend | None = None) -> None:
+        self.memory = memory or MemoryBackend()
+
+    async def decide(self, check: Check) -> Outcome:
+        await anyio.lowlevel.checkpoint()
+        return self.memory.decide(check)
+
+    async def open(self) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    async def reset(self, key: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.memory.reset(key)
+
+    async def aclose(self) -> None:
+        self.memory.close()
+
+
+class AsyncLimiter:
+    """Asynchronous rate limiter, for trio and asyncio alike.
+
+    ``backend`` is a store, or the application's ``coredis.Redis`` / ``RedisCluster``
+    (already entered; keys go under ``prefix``), or None for the memory store. Use it as
+    ``async with AsyncLimiter.from_url(url) as limiter:``, which opens and closes the
+    Redis client it created. ``timeout_s`` bounds each Redis round trip.
+    """
+
+    def __init__(
+        self,
+        backend: AsyncBackend | AsyncRedisClient | None = None,
+        *,
+        plans: PlansSource = None,
+        routes: Mapping[str, str | Limit] | None = None,
+        clock: Clock | None = None,
+        prefix: str = "rl",
+        timeout_s: float = 5.0,
+    ) -> None:
+        if backend is None:
+            backend = AsyncMemoryBackend()
+        elif isinstance(backend, coredis.Redis | coredis.RedisCluster):
+            backend = AsyncRedisBackend(backend, prefix=prefix, timeout_s=timeout_s)
+        self.backend: AsyncBackend = backend
+        self._rules = Rules(plans, routes, clock)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        plans: PlansSource = None,
+        *,
+        routes: Mapping[str, str | Limit] | None = None,
+        clock: Clock | None = None,
+        prefix: str = "rl",
+        timeout_s: float = 5.0,
+    ) -> AsyncLimiter:
+        """A limiter on ``memory://``, ``redis://``, ``rediss://`` or ``redis+cluster://``;
+        enter it with ``async with`` before use."""
+        kind, client_url = split_url(url)
+        backend: AsyncBackend
+        if kind == "memory":
+            backend = AsyncMemoryBackend()
+        else:
+            try:
+                client: Any = (
+                    coredis.Redis.from_url(client_url)
+                    if kind == "redis"
+                    else _cluster_from_url(client_url)
+                )
+            except (coredis.exceptions.RedisError, OSError, ValueError) as error:
+                raise BackendError(f"cannot use Redis at {url!r}: {error}") from error
+            backend = AsyncRedisBackend(
+                client, prefix=prefix, owns_client=True, timeout_s=timeout_s
+            )
+        return cls(backend, plans=plans, routes=routes, clock=clock)
+
+    @property
+    def policy(self) -> Policy:
+        return self._rules.policy
+
+    def plan(self, name: str) -> Plan:
+        """A plan by name (e.g. to read ``webhooks_per_day``); ``UnknownPlan`` if none."""
+        return self._rules.policy.plan(name)
+
+    async def hit(
+        self,
+        key: str,
+        *limits: str | Limit,
+        plan: str | None = None,
+        route: str | None = None,
+        cost: int = 1,
+    ) -> Decision:
+        """Count ``cost`` units against every limit of the hit, or none if one refuses."""
+        check = self._rules.check(key, limits, plan, route, cost, True)
+        if not check.limits:
+            await anyio.lowlevel.checkpoint()
+            return self._rules.unlimited(check)
+        return decision(check, await self.backend.decide(check))
+
+    async def peek(
+        self,
+        key: str,
+        *limits: str | Limit,
+        plan: str | None = None,
+        route: str | None = None,
+        cost: int = 1,
+    ) -> Decision:
+        """What ``hit`` would decide, counting nothing."""
+        check = self._rules.check(key, limits, plan, route, cost, False)
+        if not check.limits:
+            await anyio.lowlevel.checkpoint()
+            return self._rules.unlimited(check)
+        return decision(check, await self.backend.decide(check))
+
+    async def reset(self, key: str) -> None:
+        """Forget every window of ``key``."""
+        await self.backend.reset(key)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> AsyncLimiter:
+        await self.backend.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

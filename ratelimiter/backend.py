@@ -1,0 +1,58 @@
+"""The one seam between the limiters and a store: checks in, outcomes out.
+
+A store evaluates each check atomically: every limit of the check is evaluated first,
+and only when all of them fit (and the check consumes) are they all counted. A check's
+``now_ms`` is the injected clock's reading, or None for the store's own clock (Redis
+``TIME``, or the memory store's clock).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from ratelimiter.decision import LimitState
+from ratelimiter.limit import Limit
+
+
+class Check(NamedTuple):
+    """One hit (or peek) to evaluate: a key, its limits in order, the units it costs."""
+
+    key: str
+    limits: tuple[Limit, ...]
+    cost: int
+    consume: bool
+    now_ms: int | None
+
+
+class Outcome(NamedTuple):
+    """What the store decided for one check; ``states`` follow the check's limits."""
+
+    now_ms: int
+    allowed: bool
+    states: tuple[LimitState, ...]
+
+
+class Backend(Protocol):
+    """A synchronous store (memory, redis-py)."""
+
+    def decide(self, check: Check) -> Outcome: ...
+
+    def reset(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AsyncBackend(Protocol):
+    """An asynchronous store (coredis), usable under trio and asyncio.
+
+    It takes one check per call and is free to coalesce concurrent calls. ``open`` and
+    ``aclose`` bracket its use, in one task (``async with`` on the limiter).
+    """
+
+    async def open(self) -> None: ...
+
+    async def decide(self, check: Check) -> Outcome: ...
+
+    async def reset(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
