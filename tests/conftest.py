@@ -19,6 +19,9 @@ from webhookd.connection import open_client
 from webhookd.daemon import Daemon
 from webhookd.embedded import running_redis
 
+# A fixed master key for tests, so no test writes a key file into the working directory.
+TEST_SECRETS_KEY = "dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc="
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -62,6 +65,7 @@ def daemon_config(redis_url: str, key_prefix: str, **sections: dict[str, Any]) -
         "delivery": {"require_https": False, "allow_private_targets": True, "timeout": 1.0},
         "retry": {"schedule": [1, 2, 4, 8, 16], "jitter": 0.1},
         "admin": {"listen": "127.0.0.1:0", "token": "test-admin-token"},
+        "secrets": {"key": TEST_SECRETS_KEY},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
@@ -88,7 +92,11 @@ def mock_clock() -> trio.testing.MockClock:
 
 @contextlib.asynccontextmanager
 async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
-    """A daemon in this test's trio run, stopped gracefully when the block ends."""
+    """A daemon in this test's trio run, stopped gracefully when the block ends.
+
+    Its transport is the guarded one the daemon is configured with, built here so that
+    the egress policy under test is exactly the settings'.
+    """
     assert settings.redis.url is not None
     async with open_client(settings.redis.url) as client, trio.open_nursery() as nursery:
         daemon = Daemon(settings, client)

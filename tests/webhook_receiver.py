@@ -7,6 +7,7 @@ the connection without answering.
 
 from __future__ import annotations
 
+import ssl
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
@@ -38,10 +39,12 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     scripts: defaultdict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     port: int = 0
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
     _arrived: trio.Event = field(default_factory=trio.Event)
 
     def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def script(self, path: str, *replies: Reply) -> None:
         """Answer the next requests to ``path`` with these replies, then with the default."""
@@ -59,12 +62,15 @@ class Receiver:
             await self._arrived.wait()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
+        tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = tcp[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+        if self.tls is not None:
+            listeners = [trio.SSLListener(lst, self.tls, https_compatible=True) for lst in tcp]
         task_status.started()
         await trio.serve_listeners(self._handle, listeners)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.abc.Stream) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
             while True:
@@ -97,13 +103,13 @@ class Receiver:
                     return
                 conn.start_next_cycle()
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-            return
+            return  # includes a failed TLS handshake: the client is told by its own side
         finally:
             await stream.aclose()
 
     @staticmethod
     async def _read_request(
-        stream: trio.SocketStream, conn: h11.Connection
+        stream: trio.abc.Stream, conn: h11.Connection
     ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = bytearray()

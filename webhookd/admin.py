@@ -7,8 +7,8 @@ configured they all answer 401. ``/metrics``, ``/healthz`` and ``/readyz`` are o
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,11 +20,10 @@ import structlog
 from ratelimiter.httpserver import Request, Response
 from webhookd import __version__
 from webhookd.clock import EpochClock
-from webhookd.endpoints import Endpoint, UrlPolicy, parse_patterns, validate_url
 from webhookd.errors import EndpointError, EndpointNotFound
 from webhookd.openapi import OPENAPI
 from webhookd.queue import Queue
-from webhookd.registry import Registry
+from webhookd.registry import Registry, endpoint_tls
 
 log = structlog.get_logger("webhookd.admin")
 
@@ -123,10 +122,19 @@ class AdminApi:
         if not isinstance(vendor, str) or not isinstance(url, str):
             return Response.error(400, "invalid_request", "vendor and url are required strings")
         events = body.get("events", "*")
-        secret = body.get("secret")
-        if not isinstance(events, str | list) or not isinstance(secret, str | None):
-            return Response.error(400, "invalid_request", "events: a list; secret: a string")
-        endpoint = await self._registry.add(vendor, url, events, secret, now_s=self._clock.now_s())
+        secret, signing = body.get("secret"), body.get("signing", "hmac")
+        pems = [body.get(name) for name in ("ca_cert", "client_cert", "client_key")]
+        if not isinstance(events, str | list) or not all(
+            isinstance(v, str | None) for v in (secret, signing, *pems)
+        ):
+            return Response.error(
+                400, "invalid_request",
+                "events: a list; secret, signing, ca_cert, client_cert, client_key: strings",
+            )  # fmt: skip
+        endpoint = await self._registry.add(
+            vendor, url, events, secret, now_s=self._clock.now_s(), signing=signing,
+            tls=endpoint_tls(*pems),
+        )  # fmt: skip
         return Response.json(201, endpoint.public())
 
     async def _show_endpoint(self, request: Request, match: re.Match[str]) -> Response:
@@ -136,12 +144,10 @@ class AdminApi:
         body = _object(request)
         if isinstance(body, Response):
             return body
-        unknown = set(body) - {"url", "events", "enabled"}
+        unknown = set(body) - {"url", "events", "enabled", "ca_cert", "client_cert", "client_key"}
         if unknown:
             return Response.error(400, "invalid_request", f"cannot change {sorted(unknown)}")
-        endpoint = await self._registry.get(match["id"])
-        endpoint = _patched(endpoint, body, self._registry.policy)
-        await self._registry.save(endpoint)
+        endpoint = await self._registry.update(match["id"], body)
         return Response.json(200, endpoint.public())
 
     async def _delete_endpoint(self, request: Request, match: re.Match[str]) -> Response:
@@ -149,7 +155,19 @@ class AdminApi:
         return Response(204)
 
     async def _rotate(self, request: Request, match: re.Match[str]) -> Response:
-        endpoint = await self._registry.rotate_secret(match["id"], now_s=self._clock.now_s())
+        body = _object(request) if request.body else {}
+        if isinstance(body, Response):
+            return body
+        grace = body.get("grace")
+        if grace is not None and (
+            isinstance(grace, bool)
+            or not isinstance(grace, int | float)
+            or not (math.isfinite(grace) and grace >= 0)
+        ):
+            return Response.error(400, "invalid_request", "grace: seconds, a number >= 0")
+        endpoint = await self._registry.rotate_secret(
+            match["id"], now_s=self._clock.now_s(), grace_s=grace
+        )
         return Response.json(200, endpoint.public())
 
     async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
@@ -195,23 +213,3 @@ def _object(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return Response.error(400, "invalid_json", "body must be a JSON object")
     return body
-
-
-def _patched(endpoint: Endpoint, changes: dict[str, Any], policy: UrlPolicy) -> Endpoint:
-    if "url" in changes:
-        if not isinstance(changes["url"], str):
-            raise EndpointError("url must be a string")
-        endpoint = dataclasses.replace(endpoint, url=validate_url(changes["url"], policy))
-    if "events" in changes:
-        events = changes["events"]
-        if not isinstance(events, str | list):
-            raise EndpointError("events must be a list of patterns")
-        endpoint = dataclasses.replace(endpoint, events=parse_patterns(events))
-    if "enabled" in changes:
-        if not isinstance(changes["enabled"], bool):
-            raise EndpointError("enabled must be true or false")
-        enabled = changes["enabled"]
-        endpoint = (
-            endpoint.enabled_again() if enabled else endpoint.disabled("disabled by operator")
-        )
-    return endpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -14,12 +15,14 @@ import coredis
 import trio
 
 from webhookd import __version__
-from webhookd.config import Settings, load_settings
+from webhookd.catalog import load_catalog
+from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
 from webhookd.connection import open_client, redis_url
 from webhookd.errors import ConfigError, EndpointError, InvalidEventError, WebhookdError
 from webhookd.logs import configure
 from webhookd.queue import Queue
-from webhookd.registry import Registry, registry_for
+from webhookd.registry import Registry, endpoint_tls, registry_for
+from webhookd.vault import new_master_key, open_vault
 
 T = TypeVar("T")
 
@@ -88,11 +91,28 @@ def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
+def config_failure(exc: ConfigError) -> NoReturn:
+    """A config problem found after start-up (catalog, master key): exit 2, as at start."""
+    click.echo(f"webhookd: config error: {exc}", err=True)
+    raise SystemExit(2)
+
+
+def check_startup(settings: Settings) -> None:
+    """Fail before any work if the event catalog or the master key cannot be used."""
+    try:
+        load_catalog(settings.events.catalog)
+        open_vault(settings.secrets, settings.redis)
+    except ConfigError as exc:
+        config_failure(exc)
+
+
 @cli.command()
 @click.pass_obj
 def run(settings: Settings) -> None:
     """Run the daemon until SIGTERM or SIGINT (a second signal stops at once)."""
     from webhookd.daemon import Daemon
+
+    check_startup(settings)
 
     async def serve(url: str) -> None:
         async with open_client(url) as client:
@@ -155,6 +175,12 @@ def registry_command(action: Callable[[Registry], Awaitable[Any]], settings: Set
         return with_registry(settings, action)
     except EndpointError as exc:
         fail(str(exc))
+    except ConfigError as exc:
+        config_failure(exc)
+
+
+def read_pem(path: Path | None) -> str | None:
+    return None if path is None else path.read_text(encoding="ascii")
 
 
 @endpoint.command("add")
@@ -164,13 +190,48 @@ def registry_command(action: Callable[[Registry], Awaitable[Any]], settings: Set
     "--events", default="*", show_default=True, help="Comma-separated types or 'prefix.*'."
 )
 @click.option("--secret", default=None, help="A whsec_… secret (default: a new random one).")
+@click.option(
+    "--signing",
+    type=click.Choice(["hmac", "ed25519"]),
+    default="hmac",
+    show_default=True,
+    help="ed25519 also signs every delivery as Standard Webhooks v1a (public key shown).",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM CA to trust for this endpoint instead of the system's.",
+)
+@click.option(
+    "--client-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM client certificate (chain) to present (mTLS).",
+)
+@click.option(
+    "--client-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --client-cert (stored encrypted).",
+)
 @click.pass_obj
 def endpoint_add(
-    settings: Settings, vendor: str, url: str, events: str, secret: str | None
+    settings: Settings,
+    vendor: str,
+    url: str,
+    events: str,
+    secret: str | None,
+    signing: str,
+    ca_cert: Path | None,
+    client_cert: Path | None,
+    client_key: Path | None,
 ) -> None:
     """Register an endpoint and print it (with its secret) as JSON."""
+    try:
+        tls = endpoint_tls(read_pem(ca_cert), read_pem(client_cert), read_pem(client_key))
+    except (EndpointError, OSError, UnicodeDecodeError) as exc:
+        fail(str(exc))
     found = registry_command(
-        lambda r: r.add(vendor, url, events, secret, now_s=time.time()), settings
+        lambda r: r.add(vendor, url, events, secret, now_s=time.time(), signing=signing, tls=tls),
+        settings,
     )
     echo_json(found.public())
 
@@ -218,11 +279,46 @@ def endpoint_rm(settings: Settings, endpoint_id: str) -> None:
 
 @endpoint.command("rotate-secret")
 @click.argument("endpoint_id")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds the old secret keeps signing (default: delivery.rotation_grace, 24 h); "
+    "0 drops it at once, as after a leak.",
+)
 @click.pass_obj
-def endpoint_rotate(settings: Settings, endpoint_id: str) -> None:
-    """Make a new secret; the old one keeps signing alongside it for 24 hours."""
-    found = registry_command(lambda r: r.rotate_secret(endpoint_id, now_s=time.time()), settings)
+def endpoint_rotate(settings: Settings, endpoint_id: str, grace: float | None) -> None:
+    """Make a new secret (and ed25519 key); the old ones keep signing alongside for a while."""
+    found = registry_command(
+        lambda r: r.rotate_secret(endpoint_id, now_s=time.time(), grace_s=grace), settings
+    )
     echo_json(found.public())
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """Master keys of the secrets stored encrypted (AES-256-GCM)."""
+
+
+@secrets_group.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new random master key, for secrets.key or WEBHOOKD_SECRETS_KEY."""
+    click.echo(new_master_key(secrets.token_bytes(MASTER_KEY_BYTES)))
+
+
+@secrets_group.command("reencrypt")
+@click.pass_obj
+def secrets_reencrypt(settings: Settings) -> None:
+    """Seal every endpoint's secrets under secrets.key.
+
+    Put the new key in secrets.key and the old one in secrets.previous_keys on every
+    process first; run this; then drop secrets.previous_keys.
+    """
+
+    async def reencrypt(registry: Registry) -> dict[str, Any]:
+        return {"reencrypted": await registry.reencrypt(), "key_id": registry.vault.current_id}
+
+    echo_json(registry_command(reencrypt, settings))
 
 
 @cli.command("demo")

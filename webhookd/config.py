@@ -10,6 +10,7 @@ ConfigError, one line per problem, each line starting with the dotted key.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import json
@@ -27,6 +28,7 @@ from webhookd.errors import ConfigError
 ENV_PREFIX = "WEBHOOKD_"
 CONFIG_ENV_VAR = "WEBHOOKD_CONFIG"
 DEFAULT_CONFIG_NAME = "webhookd.toml"
+MASTER_KEY_BYTES = 32  # secrets.key: an AES-256 key
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,9 @@ class DeliverySettings:
     max_response_body: int
     shutdown_grace_s: float
     record_ttl_s: float
+    max_payload_bytes: int
+    source_address: str | None
+    rotation_grace_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,22 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsSettings:
+    """Which event types exist and what becomes of others: intake and the registry get it."""
+
+    catalog: Path
+    unknown: str  # "deliver" or "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretsSettings:
+    """The master keys sealing secrets at rest: only the vault gets it."""
+
+    key: bytes | None = field(repr=False)  # encrypts, and decrypts
+    previous_keys: tuple[bytes, ...] = field(repr=False)  # decrypt only, while re-encrypting
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     """How verbose logs are: read once where logging is configured."""
 
@@ -110,6 +131,8 @@ class Settings:
     delivery: DeliverySettings
     retry: RetrySettings
     admin: AdminSettings
+    events: EventsSettings
+    secrets: SecretsSettings
     log: LogSettings
     source: Path | None
 
@@ -233,6 +256,36 @@ _LISTEN_ADDRESS = Kind(
     "host:port with a port from 0 to 65535 (IPv6 as [::1]:8080)",
     lambda v: _fit(v, isinstance(v, str) and bool(_split_listen(v))),
 )
+
+
+def _master_key(value: Any) -> bytes:
+    """Base64 of exactly 32 bytes: an AES-256 key, the only size the vault takes."""
+    if not isinstance(value, str):
+        raise ValueError
+    key = base64.b64decode(value.strip(), validate=True)  # binascii.Error is a ValueError
+    if len(key) != MASTER_KEY_BYTES:
+        raise ValueError
+    return key
+
+
+def _ip_address(value: Any) -> str | None:
+    text = _OPTIONAL_TEXT.parse(value)
+    return None if text is None else str(ipaddress.ip_address(text))
+
+
+_MASTER_KEY = Kind(
+    "base64 of 32 random bytes, as `webhookd secrets new-key` prints (empty means unset)",
+    lambda v: None if v in ("", None) else _master_key(v),
+)
+_MASTER_KEYS = Kind(
+    "a list of base64 32-byte keys",
+    lambda v: tuple(_master_key(k) for k in _fit(v, isinstance(v, list | tuple))),
+    lambda text: [part.strip() for part in text.split(",") if part.strip()],
+)
+_IP_ADDRESS = Kind("an IP address such as 192.0.2.10 (empty means unset)", _ip_address)
+_NON_NEGATIVE = _number("a number >= 0", lambda number: number >= 0)
+_UNKNOWN_EVENTS = ("deliver", "dead_letter")
+_UNKNOWN_EVENT = Kind('"deliver" or "dead_letter"', lambda v: _fit(v, v in _UNKNOWN_EVENTS))
 _LOG_LEVEL = Kind(
     "one of " + ", ".join(_LOG_LEVELS),
     lambda v: _fit(v, isinstance(v, str) and v.lower() in _LOG_LEVELS).lower(),
@@ -269,11 +322,16 @@ KEYS: tuple[Key, ...] = (
         "allow loopback, private and link-local targets"),
     Key("delivery", "max_response_body", "max_response_body", _integer(0), 65536,
         "bytes of a response body kept with the attempt"),
-    Key("delivery", "shutdown_grace", "shutdown_grace_s",
-        _number("a number >= 0", lambda number: number >= 0), 30.0,
+    Key("delivery", "shutdown_grace", "shutdown_grace_s", _NON_NEGATIVE, 30.0,
         "seconds SIGTERM waits for in-flight deliveries"),
     Key("delivery", "record_ttl", "record_ttl_s", _POSITIVE, 604800.0,
         "seconds delivery records are kept"),
+    Key("delivery", "max_payload_bytes", "max_payload_bytes", _integer(1), 262144,
+        "largest delivery body; a bigger event is dead-lettered"),
+    Key("delivery", "source_address", "source_address", _IP_ADDRESS, None,
+        "local address deliveries connect from; unset lets the system choose"),
+    Key("delivery", "rotation_grace", "rotation_grace_s", _NON_NEGATIVE, 86400.0,
+        "seconds a rotated-out secret keeps signing"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
@@ -283,6 +341,15 @@ KEYS: tuple[Key, ...] = (
         "address of the admin API, /metrics and /healthz"),
     Key("admin", "token", "token", _OPTIONAL_TEXT, None,
         "bearer token of the admin API; unset refuses every admin call", secret=True),
+    Key("events", "catalog", "catalog", _PATH, Path("config/events.toml"),
+        "the event-type catalog"),
+    Key("events", "unknown", "unknown", _UNKNOWN_EVENT, "deliver",
+        "what becomes of an event whose type is not in the catalog"),
+    Key("secrets", "key", "key", _MASTER_KEY, None,
+        "master key sealing secrets at rest; unset uses a key file in redis.data_dir",
+        secret=True),
+    Key("secrets", "previous_keys", "previous_keys", _MASTER_KEYS, (),
+        "older master keys, for decrypting only", secret=True),
     Key("log", "level", "level", _LOG_LEVEL, "info", "least severe log level written"),
 )
 # fmt: on
@@ -293,6 +360,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "retry": RetrySettings,
     "admin": AdminSettings,
+    "events": EventsSettings,
+    "secrets": SecretsSettings,
     "log": LogSettings,
 }
 _BY_DOTTED = {key.dotted: key for key in KEYS}
@@ -368,7 +437,7 @@ def _env_entries(environ: Mapping[str, str], problems: list[str]) -> list[_Entry
     for var in sorted(environ):
         section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
         if not var.startswith(ENV_PREFIX) or section not in _SECTIONS:
-            continue  # not a setting: PATH, WEBHOOKD_CONFIG, WEBHOOKD_SECRETS_KEY, ...
+            continue  # not a setting: PATH, WEBHOOKD_CONFIG, ...
         key = _BY_DOTTED.get(f"{section}.{name}")
         if key is None:
             problems.append(_unknown_key(section, name, f" (from {var})"))

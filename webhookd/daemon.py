@@ -30,10 +30,12 @@ import trio
 
 from ratelimiter.httpserver import serve
 from webhookd.admin import AdminApi
+from webhookd.catalog import event_rules
 from webhookd.clock import EpochClock
 from webhookd.config import Settings
 from webhookd.delivery import Delivery, EntryRef, corrupt_retry_ops, malformed_ops
 from webhookd.dispatcher import Dispatcher
+from webhookd.egress import delivery_transport
 from webhookd.errors import InvalidEventError
 from webhookd.events import parse_entry
 from webhookd.metrics import EVENTS_MALFORMED, EVENTS_READ, REDIS_ERRORS
@@ -66,7 +68,8 @@ class Daemon:
     ) -> None:
         self._settings = settings
         self._client = client
-        self._transport = transport or Transport(body_cap=settings.delivery.max_response_body)
+        self._transport = transport or delivery_transport(settings.delivery)
+        self._event_rules = event_rules(settings)
         self._rng = rng or random.Random()
         self.consumer = settings.stream.consumer or consumer_name()
         self.queue = Queue(
@@ -180,7 +183,7 @@ class Daemon:
             if self._recorder.is_pending(ref):
                 continue
             try:
-                event = parse_entry(entry.entry_id, entry.fields, now_s)
+                event = parse_entry(entry.entry_id, entry.fields, now_s, self._event_rules)
             except InvalidEventError as exc:
                 self._dead_letter_malformed(ref, entry, str(exc))
                 continue

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from webhookd import __version__
 from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
@@ -92,13 +94,18 @@ class Delivery:
         return cls(event, raw["endpoint_id"], int(raw["attempts"]), None, True, origin)
 
 
-def request_headers(event: Event, keys: Sequence[bytes], timestamp: int) -> list[tuple[str, str]]:
+def request_headers(
+    event: Event,
+    keys: Sequence[bytes],
+    timestamp: int,
+    signers: Sequence[Ed25519PrivateKey] = (),
+) -> list[tuple[str, str]]:
     return [
         ("Content-Type", "application/json"),
         ("User-Agent", USER_AGENT),
         ("X-Event-Type", event.type),
         ("X-Event-ID", event.id),
-        *signature_headers(keys, event.id, timestamp, event.body),
+        *signature_headers(keys, event.id, timestamp, event.body, signers),
     ]
 
 

@@ -15,7 +15,7 @@ from webhookd.clock import EpochClock
 from webhookd.config import DeliverySettings
 from webhookd.delivery import AttemptRecord, Delivery, record_ops, request_headers, state_name
 from webhookd.endpoints import Endpoint
-from webhookd.errors import TransportError
+from webhookd.errors import EndpointError, TransportError
 from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS, DEAD_LETTERS, ENDPOINTS_GONE, IN_FLIGHT
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, Registry
@@ -29,6 +29,7 @@ from webhookd.retry import (
     decide,
     parse_retry_after,
 )
+from webhookd.tls import TlsContexts
 from webhookd.transport import Transport
 
 log = structlog.get_logger("webhookd.delivery")
@@ -57,6 +58,7 @@ class Dispatcher:
         self._clock = clock
         self._dead_stream = dead_stream
         self._rng = rng
+        self._tls = TlsContexts()
         self.retry_scheduled = trio.Event()
         self.earliest_retry_s = float("inf")
 
@@ -87,9 +89,13 @@ class Dispatcher:
         event = delivery.event
         started_s = self._clock.now_s()
         started = trio.current_time()
-        headers = request_headers(event, endpoint.keys_at(started_s), int(started_s))
         excerpt = ""
         try:
+            if endpoint.locked:
+                raise EndpointError(f"not sent: {endpoint.locked}")
+            headers = request_headers(
+                event, endpoint.keys_at(started_s), int(started_s), endpoint.signers_at(started_s)
+            )
             response = await self._transport.post(
                 endpoint.id,
                 endpoint.url,
@@ -97,8 +103,9 @@ class Dispatcher:
                 event.body,
                 size=self._settings.endpoint_concurrency,
                 timeout_s=self._settings.timeout_s,
+                ssl_context=self._tls.context_for(endpoint),
             )
-        except TransportError as exc:
+        except (TransportError, EndpointError) as exc:
             result = AttemptResult(status=None, error=str(exc))
         else:
             retry_after = parse_retry_after(

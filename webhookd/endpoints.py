@@ -1,6 +1,9 @@
 """Vendor endpoints: the model, its validation, and which events an endpoint takes.
 
-Pure: ids and secrets come from the caller's random source.
+Pure: ids, secrets and keys come from the caller's random source, and secrets are
+sealed and opened by the ``Sealer`` the caller passes in. What an endpoint holds that
+a vendor or an attacker could sign with (its ``whsec_`` secrets, its ``whsk_`` key, its
+TLS client key) is stored sealed, never in the clear, and never appears in a ``repr``.
 """
 
 from __future__ import annotations
@@ -11,14 +14,26 @@ import re
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from webhookd.errors import EndpointError
-from webhookd.signing import secret_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from webhookd.addresses import refusal
+from webhookd.errors import EndpointError, SecretsError
+from webhookd.signing import public_key, secret_key, signer
 
 PATTERN = re.compile(r"\*|[A-Za-z0-9_][A-Za-z0-9_.\-]*(\.\*)?")
 MAX_URL_LENGTH = 2048
+SIGNING_SCHEMES = ("hmac", "ed25519")
+
+
+class Sealer(Protocol):
+    """Encrypts secrets for storage, bound to a context (``webhookd.vault.Vault``)."""
+
+    def seal(self, plaintext: bytes, context: str) -> str: ...
+
+    def open(self, sealed: str, context: str) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +44,20 @@ class UrlPolicy:
 
 @dataclass(frozen=True, slots=True)
 class RetiredSecret:
-    """A secret replaced by rotation that keeps signing until ``expires_s`` (epoch)."""
+    """A secret (and ed25519 key) replaced by rotation, signing until ``expires_s`` (epoch)."""
 
-    secret: str
+    secret: str = field(repr=False)
     expires_s: float
+    signing_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointTls:
+    """An endpoint's own TLS: a CA trusted instead of the system's, a client certificate."""
+
+    ca_cert: str | None = None  # PEM
+    client_cert: str | None = None  # PEM chain, shown to operators
+    client_key: str | None = field(default=None, repr=False)  # PEM, sealed at rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,28 +65,60 @@ class Endpoint:
     id: str
     vendor: str
     url: str
-    secret: str
+    secret: str = field(repr=False)
     events: tuple[str, ...] = ("*",)
     enabled: bool = True
     created_at: str = ""
     disabled_reason: str | None = None
-    retired: tuple[RetiredSecret, ...] = ()
-    _keys: tuple[tuple[bytes, float], ...] = field(default=(), compare=False, repr=False)
+    retired: tuple[RetiredSecret, ...] = field(default=(), repr=False)
+    signing_key: str | None = field(default=None, repr=False)  # whsk_: also signs v1a
+    tls: EndpointTls | None = None
+    locked: str | None = None  # why its sealed secrets could not be opened here
+    _keys: tuple[tuple[bytes, float], ...] = field(
+        default=(), init=False, compare=False, repr=False
+    )
+    _signers: tuple[tuple[Ed25519PrivateKey, float], ...] = field(
+        default=(), init=False, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
+        if self.locked is not None:
+            return
         keys = [(secret_key(self.secret), float("inf"))]
         keys += [(secret_key(old.secret), old.expires_s) for old in self.retired]
         object.__setattr__(self, "_keys", tuple(keys))
+        signers = [] if self.signing_key is None else [(signer(self.signing_key), float("inf"))]
+        signers += [(signer(old.signing_key), old.expires_s) for old in self.retired
+                    if old.signing_key is not None]  # fmt: skip
+        object.__setattr__(self, "_signers", tuple(signers))
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and any(matches(p, event_type) for p in self.events)
 
     def keys_at(self, now_s: float) -> list[bytes]:
-        """Signing keys live at ``now_s``: the current one first, then unexpired retired ones."""
+        """HMAC keys live at ``now_s``: the current one first, then unexpired retired ones."""
         return [key for key, expires_s in self._keys if expires_s > now_s]
+
+    def signers_at(self, now_s: float) -> list[Ed25519PrivateKey]:
+        """ed25519 keys live at ``now_s``, in the same order as ``keys_at``."""
+        return [key for key, expires_s in self._signers if expires_s > now_s]
+
+    @property
+    def public_key(self) -> str | None:
+        """The ``whpk_`` key vendors verify ``v1a`` signatures with; None for HMAC only."""
+        return public_key(self._signers[0][0]) if self.signing_key and self._signers else None
 
     def public(self) -> dict[str, Any]:
         """The endpoint as shown to operators: the current secret, never retired ones."""
+        shown = self._record()
+        shown["secret"] = None if self.locked else self.secret
+        if self.locked:
+            shown["locked"] = self.locked
+        return shown
+
+    def _record(self) -> dict[str, Any]:
+        """Everything but the secrets: what is stored in the clear and shown."""
+        tls = self.tls or EndpointTls()
         return {
             "id": self.id,
             "vendor": self.vendor,
@@ -70,27 +127,61 @@ class Endpoint:
             "enabled": self.enabled,
             "disabled_reason": self.disabled_reason,
             "created_at": self.created_at,
-            "secret": self.secret,
+            "signing": "hmac" if self.signing_key is None else "ed25519",
+            "public_key": self.public_key,
+            "ca_cert": tls.ca_cert,
+            "client_cert": tls.client_cert,
         }
 
-    def to_json(self) -> str:
-        stored = self.public()
-        stored["retired"] = [[old.secret, old.expires_s] for old in self.retired]
+    def to_json(self, sealer: Sealer) -> str:
+        """The stored form: public fields in the clear, every secret sealed together."""
+        if self.locked:
+            raise EndpointError(f"endpoint {self.id} cannot be saved: {self.locked}")
+        secrets = {
+            "secret": self.secret,
+            "retired": [[old.secret, old.expires_s, old.signing_key] for old in self.retired],
+            "signing_key": self.signing_key,
+            "client_key": self.tls.client_key if self.tls else None,
+        }
+        stored = self._record()
+        stored.pop("public_key")
+        stored["sealed"] = sealer.seal(json.dumps(secrets).encode(), _sealing_context(self.id))
         return json.dumps(stored, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Endpoint:
+    def from_json(cls, text: str | bytes, sealer: Sealer) -> Endpoint:
+        """The endpoint stored; ``locked`` (with no secrets) if its seal does not open here.
+
+        Records from before secrets were sealed hold them in the clear; they are read as
+        they are, and ``webhookd secrets reencrypt`` seals them.
+        """
         raw = json.loads(text)
+        locked = None
+        secrets: dict[str, Any] = raw
+        if "sealed" in raw:
+            try:
+                secrets = json.loads(sealer.open(raw["sealed"], _sealing_context(raw["id"])))
+            except SecretsError as exc:
+                locked, secrets = str(exc), {"secret": ""}
+        tls = None
+        if raw.get("ca_cert") or raw.get("client_cert"):
+            tls = EndpointTls(raw.get("ca_cert"), raw.get("client_cert"), secrets.get("client_key"))
         return cls(
             id=raw["id"],
             vendor=raw["vendor"],
             url=raw["url"],
-            secret=raw["secret"],
+            secret=secrets["secret"],
             events=tuple(raw["events"]),
             enabled=raw["enabled"],
             created_at=raw.get("created_at", ""),
             disabled_reason=raw.get("disabled_reason"),
-            retired=tuple(RetiredSecret(s, float(e)) for s, e in raw.get("retired", [])),
+            retired=tuple(
+                RetiredSecret(old[0], float(old[1]), old[2] if len(old) > 2 else None)
+                for old in secrets.get("retired", [])
+            ),
+            signing_key=secrets.get("signing_key"),
+            tls=tls,
+            locked=locked,
         )
 
     def disabled(self, reason: str) -> Endpoint:
@@ -99,12 +190,27 @@ class Endpoint:
     def enabled_again(self) -> Endpoint:
         return replace(self, enabled=True, disabled_reason=None)
 
-    def rotated(self, new_secret: str, now_s: float, grace_s: float) -> Endpoint:
-        """The endpoint signing with ``new_secret``, the old secret alive for ``grace_s``."""
+    def rotated(
+        self, new_secret: str, now_s: float, grace_s: float, new_signing_key: str | None = None
+    ) -> Endpoint:
+        """The endpoint signing with new keys, the old ones alive for ``grace_s``.
+
+        ``new_signing_key`` replaces the ed25519 key too; without it that key stays.
+        """
         live = tuple(old for old in self.retired if old.expires_s > now_s)
+        old_signing_key = self.signing_key if new_signing_key is not None else None
+        retiring = RetiredSecret(self.secret, now_s + grace_s, old_signing_key)
         return replace(
-            self, secret=new_secret, retired=(RetiredSecret(self.secret, now_s + grace_s), *live)
+            self,
+            secret=new_secret,
+            signing_key=new_signing_key or self.signing_key,
+            retired=(retiring, *live),
         )
+
+
+def _sealing_context(endpoint_id: str) -> str:
+    """What a seal is bound to: opened for another endpoint, it fails."""
+    return f"endpoint:{endpoint_id}"
 
 
 def matches(pattern: str, event_type: str) -> bool:
@@ -161,10 +267,11 @@ def validate_url(url: str, policy: UrlPolicy) -> str:
 
 
 def _is_private_literal(host: str) -> bool:
+    """Refused before any DNS lookup; names that resolve there are refused at connect."""
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
         return True
     address = ip_literal(host)
-    return address is not None and not address.is_global
+    return address is not None and refusal(address) is not None
 
 
 def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -5,8 +5,10 @@ WebhookdError
 ├── InvalidEventError    a malformed stream entry (dead-lettered with a reason, never raised out)
 ├── EndpointError        an endpoint that cannot be registered (bad URL, unknown id)
 │   └── EndpointNotFound
+├── SecretsError         sealed secrets that this process cannot open (wrong master key)
 └── TransportError       an HTTP attempt that failed before a complete response
     ├── ConnectError
+    │   └── TargetRefused  the target resolves to an address deliveries may not reach
     ├── TimeoutError_    (named so it does not shadow the builtin)
     └── ProtocolError    the peer spoke broken HTTP
 """
@@ -34,12 +36,20 @@ class EndpointNotFound(EndpointError):
     """No endpoint has that id."""
 
 
+class SecretsError(WebhookdError):
+    """Secrets at rest that cannot be opened; the message names key ids, never key material."""
+
+
 class TransportError(WebhookdError):
     """An attempt that got no complete HTTP response."""
 
 
 class ConnectError(TransportError):
     """The connection (TCP or TLS) could not be made."""
+
+
+class TargetRefused(ConnectError):
+    """The egress policy refused the target (a private address, plain HTTP) before connecting."""
 
 
 class TimeoutError_(TransportError):

@@ -29,6 +29,17 @@ class Event:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """What intake accepts beyond a well-formed entry; the defaults accept everything."""
+
+    max_body_bytes: int | None = None  # delivery.max_payload_bytes
+    known_types: frozenset[str] | None = None  # the catalog when events.unknown = dead_letter
+
+
+ACCEPT_ALL = EventRules()
+
+
 def format_timestamp(epoch_s: float) -> str:
     """RFC 3339 in UTC with millisecond precision, the form every payload carries."""
     moment = datetime.fromtimestamp(epoch_s, UTC)
@@ -58,10 +69,17 @@ def render_body(
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def parse_entry(entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float) -> Event:
+def parse_entry(
+    entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float, rules: EventRules = ACCEPT_ALL
+) -> Event:
     """The event a stream entry holds; raises InvalidEventError whose message is the reason."""
     text = _decode_fields(fields)
     event_type = _required(text, "type", EVENT_TYPE)
+    if rules.known_types is not None and event_type not in rules.known_types:
+        raise InvalidEventError(
+            f"unknown event type {event_type!r}: not in the event catalog "
+            "(events.unknown is dead_letter)"
+        )
     vendor = _required(text, "vendor", VENDOR_ID)
     raw_data = text.get("data")
     if raw_data is None:
@@ -88,6 +106,11 @@ def parse_entry(entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float) 
         raise InvalidEventError("data holds a lone surrogate escape, not valid Unicode") from None
     except RecursionError:
         raise InvalidEventError("data is nested too deeply") from None
+    if rules.max_body_bytes is not None and len(body) > rules.max_body_bytes:
+        raise InvalidEventError(
+            f"payload is {len(body)} bytes, over the {rules.max_body_bytes}-byte limit "
+            "(delivery.max_payload_bytes)"
+        )
     return Event(id=event_id, type=event_type, vendor=vendor, timestamp=timestamp, body=body)
 
 

@@ -16,9 +16,20 @@ _ENDPOINT = {
         "enabled": {"type": "boolean"},
         "disabled_reason": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
-        "secret": {"type": "string", "description": "whsec_ + base64 of 24-64 bytes"},
+        "secret": {
+            "type": ["string", "null"],
+            "description": "whsec_ + base64 of 24-64 bytes; null while locked",
+        },
+        "signing": {"enum": ["hmac", "ed25519"], "description": "ed25519 endpoints also get v1a"},
+        "public_key": {"type": ["string", "null"], "description": "whpk_ key verifying v1a"},
+        "ca_cert": {"type": ["string", "null"], "description": "PEM CA trusted instead"},
+        "client_cert": {"type": ["string", "null"], "description": "PEM client certificate"},
+        "locked": {
+            "type": "string",
+            "description": "present when this process's master key cannot open the secrets",
+        },
     },
-    "required": ["id", "vendor", "url", "events", "enabled", "secret"],
+    "required": ["id", "vendor", "url", "events", "enabled", "secret", "signing"],
 }
 _ERROR = {
     "type": "object",
@@ -52,7 +63,11 @@ _BODY = {
                     "url": {"type": "string"},
                     "events": {"type": "array", "items": {"type": "string"}},
                     "secret": {"type": "string"},
+                    "signing": {"enum": ["hmac", "ed25519"]},
                     "enabled": {"type": "boolean"},
+                    "ca_cert": {"type": "string"},
+                    "client_cert": {"type": "string"},
+                    "client_key": {"type": "string", "description": "stored encrypted"},
                 },
             }
         }
@@ -74,12 +89,34 @@ OPENAPI: dict[str, Any] = {
         "/v1/endpoints/{id}": {
             "get": _op("Show an endpoint", "200", _REF, parameters=_ID),
             "patch": _op(
-                "Change url, events or enabled", "200", _REF, parameters=_ID, requestBody=_BODY
+                "Change url, events, enabled or TLS", "200", _REF, parameters=_ID, requestBody=_BODY
             ),
             "delete": _op("Remove an endpoint", "204", {}, parameters=_ID),
         },
         "/v1/endpoints/{id}/rotate-secret": {
-            "post": _op("New secret; the old one signs too for 24 h", "200", _REF, parameters=_ID),
+            "post": _op(
+                "New secret (and ed25519 key); the old ones sign too for the grace period",
+                "200",
+                _REF,
+                parameters=_ID,
+                requestBody={
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "grace": {
+                                        "type": "number",
+                                        "minimum": 0,
+                                        "description": "seconds; default delivery.rotation_grace",
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+            ),
         },
         "/v1/events/{id}": {
             "get": _op(

@@ -1,23 +1,38 @@
 """Endpoints in Redis, and the daemon's in-process view of them.
 
-``p:endpoints`` (HASH id -> endpoint JSON) holds every endpoint; ``p:endpoints:version``
-counts changes, so a daemon re-reads the table only when it moved.
+``p:endpoints`` (HASH id -> endpoint JSON, secrets sealed by the vault) holds every
+endpoint; ``p:endpoints:version`` counts changes, so a daemon re-reads the table only
+when it moved.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import coredis
 
+from webhookd.catalog import Catalog, load_catalog
 from webhookd.config import Settings
-from webhookd.endpoints import Endpoint, UrlPolicy, parse_patterns, validate_url
+from webhookd.endpoints import (
+    SIGNING_SCHEMES,
+    Endpoint,
+    EndpointTls,
+    UrlPolicy,
+    parse_patterns,
+    validate_url,
+)
 from webhookd.errors import EndpointError, EndpointNotFound
 from webhookd.events import VENDOR_ID, format_timestamp
-from webhookd.signing import SECRET_MIN_BYTES, new_secret, secret_key
+from webhookd.signing import ED25519_SEED_BYTES, SECRET_MIN_BYTES, new_secret, new_signing_key
+from webhookd.signing import secret_key as check_secret
+from webhookd.tls import endpoint_context
+from webhookd.vault import Vault, open_vault
 
 ROTATION_GRACE_S = 24 * 3600.0
 
@@ -30,24 +45,63 @@ def random_secret() -> str:
     return new_secret(secrets.token_bytes(SECRET_MIN_BYTES))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+def random_signing_key() -> str:
+    return new_signing_key(secrets.token_bytes(ED25519_SEED_BYTES))
 
 
 def registry_for(client: coredis.Redis[bytes], settings: Settings) -> Registry:
+    """The registry as configured: URL policy, event catalog, master key, rotation grace."""
     policy = UrlPolicy(
         require_https=settings.delivery.require_https,
         allow_private_targets=settings.delivery.allow_private_targets,
     )
-    return Registry(client, settings.redis.key_prefix, policy)
+    return Registry(
+        client,
+        settings.redis.key_prefix,
+        policy,
+        vault=open_vault(settings.secrets, settings.redis),
+        catalog=load_catalog(settings.events.catalog),
+        rotation_grace_s=settings.delivery.rotation_grace_s,
+    )
+
+
+def endpoint_tls(
+    ca_cert: str | None, client_cert: str | None, client_key: str | None
+) -> EndpointTls | None:
+    """Checked TLS settings (they must load); None when the endpoint brings none."""
+    if not (ca_cert or client_cert or client_key):
+        return None
+    if bool(client_cert) != bool(client_key):
+        raise EndpointError("tls: a client certificate needs its key, and a key its certificate")
+    tls = EndpointTls(ca_cert or None, client_cert or None, client_key or None)
+    endpoint_context(tls)  # raises EndpointError if the PEM does not load
+    return tls
 
 
 class Registry:
-    def __init__(self, client: coredis.Redis[bytes], key_prefix: str, policy: UrlPolicy) -> None:
+    def __init__(
+        self,
+        client: coredis.Redis[bytes],
+        key_prefix: str,
+        policy: UrlPolicy,
+        *,
+        vault: Vault,
+        catalog: Catalog,
+        rotation_grace_s: float = ROTATION_GRACE_S,
+    ) -> None:
         self._redis = client
         self._key = f"{key_prefix}:endpoints"
         self._version_key = f"{key_prefix}:endpoints:version"
         self.policy = policy
+        self.vault = vault
+        self.catalog = catalog
+        self.rotation_grace_s = rotation_grace_s
+
+    def patterns(self, events: str | Sequence[str]) -> tuple[str, ...]:
+        """Subscription patterns, each matching at least one catalogued event type."""
+        patterns = parse_patterns(events)
+        self.catalog.check(patterns)
+        return patterns
 
     async def add(
         self,
@@ -57,36 +111,42 @@ class Registry:
         secret: str | None = None,
         *,
         now_s: float,
+        signing: str = "hmac",
+        tls: EndpointTls | None = None,
     ) -> Endpoint:
         if not VENDOR_ID.fullmatch(vendor):
             raise EndpointError(f"vendor: {vendor!r} is not a valid vendor id")
+        if signing not in SIGNING_SCHEMES:
+            raise EndpointError(f"signing: {signing!r} is not one of {', '.join(SIGNING_SCHEMES)}")
         if secret is not None:
-            secret_key(secret)
+            check_secret(secret)
         endpoint = Endpoint(
             id=new_endpoint_id(),
             vendor=vendor,
             url=validate_url(url, self.policy),
             secret=secret or random_secret(),
-            events=parse_patterns(events),
+            events=self.patterns(events),
             created_at=format_timestamp(now_s),
+            signing_key=random_signing_key() if signing == "ed25519" else None,
+            tls=tls,
         )
         await self.save(endpoint)
         return endpoint
 
     async def save(self, endpoint: Endpoint) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, {endpoint.id: endpoint.to_json()})
+            pipe.hset(self._key, {endpoint.id: endpoint.to_json(self.vault)})
             pipe.incr(self._version_key)
 
     async def get(self, endpoint_id: str) -> Endpoint:
         raw = await self._redis.hget(self._key, endpoint_id)
         if raw is None:
             raise EndpointNotFound(f"no endpoint with id {endpoint_id!r}")
-        return Endpoint.from_json(raw)
+        return Endpoint.from_json(raw, self.vault)
 
     async def all(self) -> list[Endpoint]:
         raw = await self._redis.hgetall(self._key)
-        endpoints = [Endpoint.from_json(value) for value in raw.values()]
+        endpoints = [Endpoint.from_json(value, self.vault) for value in raw.values()]
         return sorted(endpoints, key=lambda e: (e.vendor, e.created_at, e.id))
 
     async def remove(self, endpoint_id: str) -> None:
@@ -102,15 +162,76 @@ class Registry:
         await self.save(changed)
         return changed
 
-    async def rotate_secret(
-        self, endpoint_id: str, *, now_s: float, grace_s: float = ROTATION_GRACE_S
-    ) -> Endpoint:
-        endpoint = (await self.get(endpoint_id)).rotated(random_secret(), now_s, grace_s)
+    async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
+        """Apply an operator's changes (url, events, enabled, TLS), each checked as on add."""
+        endpoint = await self.get(endpoint_id)
+        if "url" in changes:
+            if not isinstance(changes["url"], str):
+                raise EndpointError("url must be a string")
+            endpoint = dataclasses.replace(endpoint, url=validate_url(changes["url"], self.policy))
+        if "events" in changes:
+            if not isinstance(changes["events"], str | list):
+                raise EndpointError("events must be a list of patterns")
+            endpoint = dataclasses.replace(endpoint, events=self.patterns(changes["events"]))
+        if "enabled" in changes:
+            if not isinstance(changes["enabled"], bool):
+                raise EndpointError("enabled must be true or false")
+            endpoint = (
+                endpoint.enabled_again()
+                if changes["enabled"]
+                else endpoint.disabled("disabled by operator")
+            )
+        tls_fields = ("ca_cert", "client_cert", "client_key")
+        if any(name in changes for name in tls_fields):
+            current = endpoint.tls or EndpointTls()
+            values = [changes.get(name, getattr(current, name)) for name in tls_fields]
+            if not all(isinstance(value, str | None) for value in values):
+                raise EndpointError("tls: ca_cert, client_cert and client_key are PEM strings")
+            endpoint = dataclasses.replace(endpoint, tls=endpoint_tls(*values))
         await self.save(endpoint)
         return endpoint
 
+    async def rotate_secret(
+        self, endpoint_id: str, *, now_s: float, grace_s: float | None = None
+    ) -> Endpoint:
+        """New secret (and ed25519 key); the old ones keep signing for the grace period."""
+        endpoint = await self.get(endpoint_id)
+        new_key = random_signing_key() if endpoint.signing_key else None
+        grace = self.rotation_grace_s if grace_s is None else grace_s
+        endpoint = endpoint.rotated(random_secret(), now_s, grace, new_key)
+        await self.save(endpoint)
+        return endpoint
+
+    async def reencrypt(self) -> int:
+        """Seal every endpoint under the current master key; how many were re-sealed.
+
+        An endpoint that no configured key opens stops the run, naming it, before
+        anything is written.
+        """
+        raw = await self._redis.hgetall(self._key)
+        endpoints = [Endpoint.from_json(value, self.vault) for value in raw.values()]
+        locked = [e for e in endpoints if e.locked]
+        if locked:
+            raise EndpointError(
+                f"{len(locked)} endpoint(s) cannot be opened, e.g. {locked[0].id}: "
+                f"{locked[0].locked}"
+            )
+        stale = [e for e, value in zip(endpoints, raw.values(), strict=True)
+                 if not self.vault.is_current(_sealed_of(value))]  # fmt: skip
+        if stale:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, {e.id: e.to_json(self.vault) for e in stale})
+                pipe.incr(self._version_key)
+        return len(stale)
+
     async def version(self) -> int:
         return int(await self._redis.get(self._version_key) or 0)
+
+
+def _sealed_of(stored: bytes | str) -> str:
+    """The sealed part of a stored endpoint; empty for one stored in the clear."""
+    sealed = json.loads(stored).get("sealed")
+    return sealed if isinstance(sealed, str) else ""
 
 
 class EndpointTable:

@@ -356,6 +356,7 @@ class ConnectionPool:
 class _Route:
     url: str
     size: int
+    tls: ssl.SSLContext | None
     target: str
     pool: ConnectionPool
 
@@ -388,15 +389,17 @@ class Transport:
         *,
         size: int,
         timeout_s: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> Response:
-        """POST through the key's pool, rebuilt when the key's URL or size changes.
+        """POST through the key's pool, rebuilt when the key's URL, size or TLS changes.
 
-        Raises EndpointError for a URL that `Origin.from_url` rejects, else only
-        TransportError subclasses.
+        `ssl_context` is the key's own (a custom CA, a client certificate); None uses
+        the transport's shared one. Raises EndpointError for a URL that
+        `Origin.from_url` rejects, else only TransportError subclasses.
         """
         route = self._routes.get(key)
-        if route is None or route.url != url or route.size != size:
-            route = await self._replace_route(key, url, size)
+        if route is None or route.url != url or route.size != size or route.tls is not ssl_context:
+            route = await self._replace_route(key, url, size, ssl_context)
         return await route.pool.request("POST", route.target, headers, body, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
@@ -405,17 +408,19 @@ class Transport:
         for route in routes.values():
             await route.pool.aclose()
 
-    async def _replace_route(self, key: str, url: str, size: int) -> _Route:
+    async def _replace_route(
+        self, key: str, url: str, size: int, tls: ssl.SSLContext | None
+    ) -> _Route:
         origin, target = _split_url(url)
         pool = ConnectionPool(
             origin,
             size=size,
-            ssl_context=self._ssl_context,
+            ssl_context=tls or self._ssl_context,
             body_cap=self._body_cap,
             connector=self._connector,
         )
         old = self._routes.get(key)
-        route = self._routes[key] = _Route(url, size, target, pool)
+        route = self._routes[key] = _Route(url, size, tls, target, pool)
         if old is not None:
             await old.pool.aclose()
         return route

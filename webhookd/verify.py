@@ -1,9 +1,12 @@
 """Verifying a webhookd delivery on the receiver side.
 
-Standard library only, so vendors can copy this file as it is. Either scheme
-(``X-Signature`` or Standard Webhooks ``webhook-signature``) is enough; both are
-compared in constant time and the timestamp must be within ``tolerance`` seconds.
-Every failure raises :class:`InvalidSignature`, and nothing else.
+Standard library only, so vendors can copy this file as it is. With the endpoint's
+``whsec_`` secret, either HMAC scheme (``X-Signature``, or a Standard Webhooks ``v1,``
+entry of ``webhook-signature``) is enough; both are compared in constant time. With
+the endpoint's ``whpk_`` public key, a ``v1a,`` (ed25519) entry must check out; that
+alone needs the ``cryptography`` package, imported only then. The timestamp must be
+within ``tolerance`` seconds either way. Every failure raises
+:class:`InvalidSignature`, and nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 SECRET_PREFIX = "whsec_"
+PUBLIC_KEY_PREFIX = "whpk_"
 MIN_KEY_BYTES = 24
+ED25519_PUBLIC_KEY_BYTES = 32
+ED25519_SIGNATURE_BYTES = 64
 
 
 class InvalidSignature(Exception):
@@ -32,12 +38,19 @@ def verify(
     *,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The parsed payload of a genuine delivery; raises InvalidSignature otherwise."""
+    """The parsed payload of a genuine delivery; raises InvalidSignature otherwise.
+
+    ``secret`` is the endpoint's ``whsec_`` secret, or its ``whpk_`` public key.
+    """
     lowered = {name.lower(): value for name, value in headers.items()}
-    key = _key(secret)
     current = time.time() if now is None else now
-    if not (_x_signature_ok(key, body, lowered, current, tolerance) or
-            _standard_ok(key, body, lowered, current, tolerance)):  # fmt: skip
+    if secret.startswith(PUBLIC_KEY_PREFIX):
+        genuine = _asymmetric_ok(_public_key(secret), body, lowered, current, tolerance)
+    else:
+        key = _key(secret)
+        genuine = (_x_signature_ok(key, body, lowered, current, tolerance) or
+                   _standard_ok(key, body, lowered, current, tolerance))  # fmt: skip
+    if not genuine:
         raise InvalidSignature("no valid signature within the timestamp tolerance")
     try:
         payload = json.loads(body)
@@ -110,3 +123,55 @@ def _standard_ok(
         if version == "v1":
             found |= hmac.compare_digest(_ascii(signature), expected)
     return found
+
+
+def _public_key(text: str) -> Any:
+    """The ed25519 public key of a ``whpk_`` key (cryptography is needed from here on)."""
+    try:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        raise InvalidSignature(
+            "verifying whpk_ (ed25519) signatures needs the cryptography package"
+        ) from None
+    try:
+        raw = base64.b64decode(text.removeprefix(PUBLIC_KEY_PREFIX), validate=True)
+    except ValueError:
+        raise InvalidSignature("public key is not a whpk_ base64 key") from None
+    if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+        raise InvalidSignature(f"public key is not {ED25519_PUBLIC_KEY_BYTES} bytes")
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise InvalidSignature("public key is not an ed25519 key") from None
+
+
+def _asymmetric_ok(
+    public_key: Any, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
+) -> bool:
+    from cryptography.exceptions import InvalidSignature as BadSignature
+
+    stamp = _timestamp(headers.get("webhook-timestamp"), now, tolerance)
+    msg_id = headers.get("webhook-id")
+    offered = headers.get("webhook-signature")
+    if stamp is None or msg_id is None or offered is None:
+        return False
+    try:
+        signed = b"%s.%d.%s" % (msg_id.encode(), stamp, body)
+    except UnicodeEncodeError:
+        return False
+    for candidate in offered.split(" "):
+        version, _, encoded = candidate.partition(",")
+        if version != "v1a":
+            continue
+        try:
+            signature = base64.b64decode(_ascii(encoded), validate=True)
+        except ValueError:
+            continue
+        if len(signature) != ED25519_SIGNATURE_BYTES:
+            continue
+        try:
+            public_key.verify(signature, signed)
+        except BadSignature:
+            continue
+        return True
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import httpx
@@ -113,3 +114,58 @@ async def test_event_attempts_replay_and_dead_letters(
         missing = await http.post("/v1/events/evt_nope/replay", headers=TOKEN)
         assert missing.status_code == 404
     assert {r.headers["x-event-id"] for r in receiver.requests} == {event_id}
+
+
+async def test_endpoint_security_fields(make_settings: Callable[..., Settings]) -> None:
+    async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
+        created = await http.post(
+            "/v1/endpoints",
+            headers=TOKEN,
+            json={
+                "vendor": "v_1",
+                "url": "http://127.0.0.1:9/hook",
+                "signing": "ed25519",
+                "events": ["order.*", "payment.captured"],
+            },
+        )
+        assert created.status_code == 201, created.text
+        endpoint = created.json()
+        assert endpoint["signing"] == "ed25519"
+        assert endpoint["public_key"].startswith("whpk_")
+        assert "signing_key" not in endpoint and "whsk_" not in created.text
+        path = f"/v1/endpoints/{endpoint['id']}"
+
+        unknown = await http.patch(path, headers=TOKEN, json={"events": ["order.create"]})
+        assert unknown.status_code == 400
+        assert "did you mean 'order.created'?" in unknown.json()["message"]
+        typo = await http.post(
+            "/v1/endpoints",
+            headers=TOKEN,
+            json={"vendor": "v_1", "url": "http://127.0.0.1:9/h", "events": ["refund.*"]},
+        )
+        assert typo.status_code == 400 and "matches no event type" in typo.json()["message"]
+        bad_signing = await http.post(
+            "/v1/endpoints",
+            headers=TOKEN,
+            json={"vendor": "v_1", "url": "http://127.0.0.1:9/h", "signing": "rsa"},
+        )
+        assert bad_signing.status_code == 400
+        bad_tls = await http.patch(path, headers=TOKEN, json={"ca_cert": "nonsense"})
+        assert bad_tls.status_code == 400 and "ca_cert" in bad_tls.json()["message"]
+
+        rotated = await http.post(f"{path}/rotate-secret", headers=TOKEN, json={"grace": 0})
+        assert rotated.status_code == 200
+        assert rotated.json()["secret"] != endpoint["secret"]
+        assert rotated.json()["public_key"] != endpoint["public_key"]
+        stored = await daemon.registry.get(endpoint["id"])
+        assert len(stored.keys_at(time.time())) == 1  # grace 0: the old secret is gone
+        for grace in (-1, "soon", True, None):
+            refused = await http.post(
+                f"{path}/rotate-secret",
+                headers=TOKEN,
+                json={"grace": grace} if grace is not None else [],
+            )
+            assert refused.status_code == 400, grace
+        default = await http.post(f"{path}/rotate-secret", headers=TOKEN)
+        assert default.status_code == 200
+        assert len((await daemon.registry.get(endpoint["id"])).keys_at(time.time())) == 2

@@ -196,3 +196,79 @@ async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
         for value in redis_client.hvals(key)
     ]
     assert states == ["delivered"] * 5
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        (
+            "order.create",
+            "'order.create' matches no event type in config/events.toml; "
+            "did you mean 'order.created'?",
+        ),
+        ("order.*,refunds.*", "'refunds.*' matches no event type"),
+        ("nonsense", "'nonsense' matches no event type"),
+    ],
+)
+def test_endpoint_add_refuses_events_the_catalog_does_not_have(
+    config_file: Path, redis_client: redis.Redis, key_prefix: str, events: str, message: str
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(config_file),
+            "endpoint",
+            "add",
+            "--vendor",
+            "v_1",
+            "--url",
+            "http://127.0.0.1:9/hook",
+            "--events",
+            events,
+        ],
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert redis_client.hlen(f"{key_prefix}:endpoints") == 0
+
+
+def test_ed25519_endpoints_show_their_public_key_and_rotate_it(config_file: Path) -> None:
+    runner = CliRunner()
+    base = ["--config", str(config_file), "endpoint"]
+    added = runner.invoke(
+        cli,
+        [
+            *base,
+            "add",
+            "--vendor",
+            "v_1",
+            "--url",
+            "http://127.0.0.1:9/hook",
+            "--signing",
+            "ed25519",
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    endpoint = json.loads(added.output)
+    assert endpoint["signing"] == "ed25519"
+    assert endpoint["public_key"].startswith("whpk_")
+    assert endpoint["secret"].startswith("whsec_")  # X-Signature needs it on every delivery
+    assert "whsk_" not in added.output
+    rotated = json.loads(
+        runner.invoke(cli, [*base, "rotate-secret", endpoint["id"], "--grace", "0"]).output
+    )
+    assert rotated["public_key"] != endpoint["public_key"]
+    assert rotated["secret"] != endpoint["secret"]
+    negative = runner.invoke(cli, [*base, "rotate-secret", endpoint["id"], "--grace", "-1"])
+    assert negative.exit_code == 2
+
+
+def test_a_broken_event_catalog_exits_2(tmp_path: Path, redis_url: str, key_prefix: str) -> None:
+    config = daemon_config(redis_url, key_prefix)
+    config["events"] = {"catalog": str(tmp_path / "missing.toml")}
+    path = write_config(tmp_path / "w.toml", config)
+    for args in (["run"], ["endpoint", "list"]):
+        result = run_cli(path, *args)
+        assert result.returncode == 2, result.stderr
+        assert "events.catalog: cannot read" in result.stderr

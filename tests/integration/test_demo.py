@@ -11,7 +11,7 @@ from webhookd.cli import cli
 
 def test_demo_delivers_every_event_and_shows_the_retry(tmp_path: Path, redis_url: str) -> None:
     config = tmp_path / "webhookd.toml"
-    config.write_text(f'[redis]\nurl = "{redis_url}"\n')
+    config.write_text(f'[redis]\nurl = "{redis_url}"\ndata_dir = "{tmp_path}"\n')
     for _ in range(2):  # a second run starts clean: no endpoint left over from the first
         result = CliRunner().invoke(cli, ["--config", str(config), "demo"])
         assert result.exit_code == 0, result.output

@@ -17,9 +17,11 @@ from webhookd.config import (
     KEYS,
     AdminSettings,
     DeliverySettings,
+    EventsSettings,
     LogSettings,
     RedisSettings,
     RetrySettings,
+    SecretsSettings,
     Settings,
     StreamSettings,
     default_config_path,
@@ -51,9 +53,14 @@ DEFAULTS = Settings(
         max_response_body=65536,
         shutdown_grace_s=30.0,
         record_ttl_s=604800.0,
+        max_payload_bytes=262144,
+        source_address=None,
+        rotation_grace_s=86400.0,
     ),
     retry=RetrySettings(schedule_s=(1.0, 2.0, 4.0, 8.0, 16.0), jitter=0.1),
     admin=AdminSettings(listen="127.0.0.1:8080", token=None),
+    events=EventsSettings(catalog=Path("config/events.toml"), unknown="deliver"),
+    secrets=SecretsSettings(key=None, previous_keys=()),
     log=LogSettings(level="info"),
     source=None,
 )
@@ -334,7 +341,6 @@ def test_empty_env_unsets_optional_strings(
 def test_unrelated_env_vars_are_ignored() -> None:
     environ = {
         "WEBHOOKD_CONFIG": "/nowhere.toml",
-        "WEBHOOKD_SECRETS_KEY": "k",
         "WEBHOOKD_VERSION": "x",
         "PATH": "/bin",
         "REDIS_URL": "redis://elsewhere/0",
@@ -462,6 +468,17 @@ def test_section_that_is_not_a_table_is_an_error() -> None:
         ("admin", "listen", "host :80"),
         ("log", "level", "verbose"),
         ("log", "level", 10),
+        ("delivery", "max_payload_bytes", 0),
+        ("delivery", "source_address", "example.com"),
+        ("delivery", "source_address", "10.0.0.300"),
+        ("delivery", "rotation_grace", -1),
+        ("events", "catalog", ""),
+        ("events", "unknown", "drop"),
+        ("secrets", "key", "c2hvcnQ="),
+        ("secrets", "key", "not base64!"),
+        ("secrets", "key", 32),
+        ("secrets", "previous_keys", "c2hvcnQ="),
+        ("secrets", "previous_keys", ["c2hvcnQ="]),
     ],
 )
 def test_bad_types_and_ranges_are_rejected(section: str, name: str, value: object) -> None:
@@ -494,6 +511,54 @@ def test_secret_values_are_not_echoed() -> None:
     message = config_error({"admin": {"token": 123456789}})
     assert message.startswith("admin.token: expected ")
     assert "123456789" not in message
+    almost = "QUJD" * 10  # base64 of 30 bytes: a key one would not want echoed either
+    for section, name, value in (
+        ("secrets", "key", almost),
+        ("secrets", "previous_keys", [almost]),
+    ):
+        message = config_error({section: {name: value}})
+        assert message.startswith(f"{section}.{name}: expected ")
+        assert almost not in message
+
+
+MASTER_KEY = "a2V5IG9mIGV4YWN0bHkgdGhpcnR5LXR3byBieXRlcyE="
+OLD_MASTER_KEY = "b2xkIGtleSBvZiB0aGlydHktdHdvIGJ5dGVzLCB0b28="
+
+
+def test_master_keys_come_from_the_environment_and_stay_out_of_repr() -> None:
+    settings = settings_from_mapping(
+        {},
+        {
+            "WEBHOOKD_SECRETS_KEY": MASTER_KEY,
+            "WEBHOOKD_SECRETS_PREVIOUS_KEYS": f"{OLD_MASTER_KEY}, {MASTER_KEY}",
+        },
+    )
+    assert settings.secrets.key == b"key of exactly thirty-two bytes!"
+    assert settings.secrets.previous_keys == (
+        b"old key of thirty-two bytes, too",
+        settings.secrets.key,
+    )
+    assert MASTER_KEY not in repr(settings) and "thirty-two" not in repr(settings)
+    assert settings_from_mapping({}, {"WEBHOOKD_SECRETS_KEY": ""}).secrets.key is None
+
+
+def test_security_settings_from_a_file() -> None:
+    settings = settings_from_mapping(
+        {
+            "delivery": {
+                "max_payload_bytes": 1024,
+                "source_address": "2001:db8::0a",
+                "rotation_grace": 60,
+            },
+            "events": {"catalog": "/etc/webhookd/events.toml", "unknown": "dead_letter"},
+            "secrets": {"key": MASTER_KEY, "previous_keys": [OLD_MASTER_KEY]},
+        }
+    )
+    assert settings.delivery.max_payload_bytes == 1024
+    assert settings.delivery.source_address == "2001:db8::a"
+    assert settings.delivery.rotation_grace_s == 60.0
+    assert settings.events == EventsSettings(Path("/etc/webhookd/events.toml"), "dead_letter")
+    assert len(settings.secrets.previous_keys) == 1
 
 
 def test_every_problem_is_reported_at_once() -> None:

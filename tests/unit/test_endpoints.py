@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from webhookd.endpoints import (
     Endpoint,
+    EndpointTls,
     RetiredSecret,
     UrlPolicy,
     matches,
@@ -19,6 +20,8 @@ from webhookd.endpoints import (
     validate_url,
 )
 from webhookd.errors import EndpointError
+from webhookd.signing import public_key
+from webhookd.vault import Vault
 
 STRICT = UrlPolicy()
 LOCAL = UrlPolicy(require_https=False, allow_private_targets=True)
@@ -29,6 +32,7 @@ def secret_of(key: bytes) -> str:
     return "whsec_" + base64.b64encode(key).decode()
 
 
+VAULT = Vault(b"m" * 32)
 KEY_A, KEY_B, KEY_C = b"a" * 32, b"b" * 32, b"c" * 32
 SECRET_A, SECRET_B, SECRET_C = secret_of(KEY_A), secret_of(KEY_B), secret_of(KEY_C)
 
@@ -287,10 +291,10 @@ def test_json_round_trip_keeps_everything() -> None:
         .rotated(SECRET_B, now_s=1000.0, grace_s=3600.5)
         .disabled("endpoint answered 410 Gone")
     )
-    back = Endpoint.from_json(ep.to_json())
+    back = Endpoint.from_json(ep.to_json(VAULT), VAULT)
     assert back == ep
     assert back.keys_at(1000.0) == ep.keys_at(1000.0) == [KEY_B, KEY_A]
-    assert Endpoint.from_json(ep.to_json().encode()) == ep
+    assert Endpoint.from_json(ep.to_json(VAULT).encode(), VAULT) == ep
 
 
 @PROPERTY
@@ -328,7 +332,7 @@ def test_json_round_trip_property(
         disabled_reason=reason,
         retired=retired,
     )
-    assert Endpoint.from_json(ep.to_json()) == ep
+    assert Endpoint.from_json(ep.to_json(VAULT), VAULT) == ep
 
 
 def test_public_shows_the_current_secret_and_never_a_retired_one() -> None:
@@ -344,6 +348,10 @@ def test_public_shows_the_current_secret_and_never_a_retired_one() -> None:
         "disabled_reason": None,
         "created_at": "2024-05-01T10:34:56.500Z",
         "secret": SECRET_B,
+        "signing": "hmac",
+        "public_key": None,
+        "ca_cert": None,
+        "client_cert": None,
     }
     text = json.dumps(shown)
     assert SECRET_A not in text
@@ -356,3 +364,93 @@ def test_disable_and_enable_again() -> None:
     on = off.enabled_again()
     assert (on.enabled, on.disabled_reason) == (True, None)
     assert on == endpoint()
+
+
+# --- secrets at rest ---------------------------------------------------------------------
+
+SIGNING_KEY_A, SIGNING_KEY_B = "whsk_" + "QUFB" * 10 + "QUE=", "whsk_" + "QkJC" * 10 + "QkI="
+CLIENT_KEY = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IGNsaWVudCBrZXk=\n-----END PRIVATE KEY-----"
+
+
+def secret_bits(ep: Endpoint) -> list[str]:
+    """Every secret an endpoint holds, and the base64 body of each."""
+    values = [ep.secret, *(old.secret for old in ep.retired)]
+    values += [key for key in (ep.signing_key, *(o.signing_key for o in ep.retired)) if key]
+    bodies = [value.split("_", 1)[1] for value in values]
+    return values + bodies + ["c2VjcmV0IGNsaWVudCBrZXk="]
+
+
+def test_stored_form_holds_no_secret_and_round_trips() -> None:
+    ep = endpoint(
+        signing_key=SIGNING_KEY_A, tls=EndpointTls("CA PEM", "CERT PEM", CLIENT_KEY)
+    ).rotated(SECRET_B, now_s=1000.0, grace_s=60.0, new_signing_key=SIGNING_KEY_B)
+    stored = ep.to_json(VAULT)
+    for bit in secret_bits(ep):
+        assert bit not in stored
+    raw = json.loads(stored)
+    assert raw["sealed"].startswith(f"v1.{VAULT.current_id}.")
+    assert (raw["ca_cert"], raw["client_cert"]) == ("CA PEM", "CERT PEM")
+    back = Endpoint.from_json(stored, VAULT)
+    assert back == ep
+    assert back.tls is not None and back.tls.client_key == CLIENT_KEY
+    assert len(back.signers_at(1000.0)) == 2 and len(back.signers_at(1060.0)) == 1
+
+
+def test_a_seal_moved_to_another_endpoint_does_not_open() -> None:
+    stored = json.loads(endpoint(id="ep_1").to_json(VAULT))
+    stolen = json.loads(endpoint(id="ep_2", secret=SECRET_B).to_json(VAULT))
+    stolen["sealed"] = stored["sealed"]
+    moved = Endpoint.from_json(json.dumps(stolen), VAULT)
+    assert moved.locked is not None and "damaged or were moved" in moved.locked
+    assert moved.keys_at(0.0) == []
+
+
+def test_an_endpoint_sealed_under_another_key_is_locked_not_lost() -> None:
+    stored = endpoint().to_json(Vault(b"x" * 32))
+    locked = Endpoint.from_json(stored, VAULT)
+    assert locked.locked is not None and "secrets.key" in locked.locked
+    assert locked.keys_at(0.0) == [] and locked.signers_at(0.0) == []
+    shown = locked.public()
+    assert shown["secret"] is None and shown["locked"] == locked.locked
+    with pytest.raises(EndpointError, match="cannot be saved"):
+        locked.to_json(VAULT)
+    assert Endpoint.from_json(stored, Vault(b"m" * 32, [b"x" * 32])) == endpoint()
+
+
+def test_records_from_before_sealing_are_read_as_they_are() -> None:
+    legacy = {
+        "id": "ep_1",
+        "vendor": "v_1",
+        "url": "https://hooks.example.com/in",
+        "events": ["*"],
+        "enabled": True,
+        "disabled_reason": None,
+        "created_at": "2024-05-01T10:34:56.500Z",
+        "secret": SECRET_B,
+        "retired": [[SECRET_A, 4600.0]],
+    }
+    ep = Endpoint.from_json(json.dumps(legacy), VAULT)
+    assert ep.keys_at(1000.0) == [KEY_B, KEY_A]
+    assert "sealed" in json.loads(ep.to_json(VAULT))
+
+
+def test_no_repr_shows_a_secret() -> None:
+    ep = endpoint(signing_key=SIGNING_KEY_A, tls=EndpointTls("CA", "CERT", CLIENT_KEY)).rotated(
+        SECRET_B, now_s=1000.0, grace_s=60.0, new_signing_key=SIGNING_KEY_B
+    )
+    text = repr(ep) + repr(ep.retired) + repr(ep.tls)
+    for bit in secret_bits(ep):
+        assert bit not in text
+
+
+def test_ed25519_rotation_keeps_the_old_key_signing_for_the_grace() -> None:
+    ep = endpoint(signing_key=SIGNING_KEY_A)
+    first_public = ep.public_key
+    assert first_public is not None and first_public.startswith("whpk_")
+    assert ep.public()["signing"] == "ed25519"
+    rotated = ep.rotated(SECRET_B, now_s=1000.0, grace_s=60.0, new_signing_key=SIGNING_KEY_B)
+    assert rotated.public_key not in (None, first_public)
+    assert [public_key(k) for k in rotated.signers_at(1059.0)] == [rotated.public_key, first_public]
+    assert [public_key(k) for k in rotated.signers_at(1060.0)] == [rotated.public_key]
+    hmac_only = endpoint().rotated(SECRET_B, now_s=1000.0, grace_s=60.0)
+    assert hmac_only.signers_at(0.0) == [] and hmac_only.public_key is None

@@ -7,14 +7,19 @@ import hashlib
 import hmac
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhookd.errors import EndpointError
 from webhookd.signing import (
+    asymmetric_signature,
     new_secret,
+    new_signing_key,
+    public_key,
     secret_key,
     signature_headers,
+    signer,
     standard_signature,
     x_signature,
 )
@@ -127,3 +132,67 @@ def test_secret_key_raises_only_endpoint_error(secret: str) -> None:
     except EndpointError:
         return
     assert 24 <= len(key) <= 64
+
+
+# --- ed25519 (Standard Webhooks v1a) ---------------------------------------------------
+
+REFERENCE_SEED = "VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk="
+
+
+def test_ed25519_reference_vector() -> None:
+    """The asymmetric test vector of the Standard Webhooks reference libraries."""
+    private = signer("whsk_" + REFERENCE_SEED)
+    signature = asymmetric_signature(
+        private, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}'
+    )
+    assert signature == (
+        "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag=="
+    )
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    msg_id=msg_ids,
+    timestamp=timestamps,
+    body=st.binary(max_size=256),
+)
+def test_v1a_verifies_with_the_published_public_key(
+    seed: bytes, msg_id: str, timestamp: int, body: bytes
+) -> None:
+    signing_key = new_signing_key(seed)
+    assert signing_key == "whsk_" + base64.b64encode(seed).decode()
+    private = signer(signing_key)
+    published = public_key(private)
+    assert published.startswith("whpk_")
+    raw = base64.b64decode(published.removeprefix("whpk_"), validate=True)
+    version, _, encoded = asymmetric_signature(private, msg_id, timestamp, body).partition(",")
+    assert version == "v1a"
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    Ed25519PublicKey.from_public_bytes(raw).verify(base64.b64decode(encoded), signed)
+
+
+def test_headers_carry_v1_entries_then_v1a_entries() -> None:
+    hmac_keys = [b"n" * 32, b"o" * 32]
+    signers = [signer(new_signing_key(b"N" * 32)), signer(new_signing_key(b"O" * 32))]
+    values = dict(signature_headers(hmac_keys, "msg_1", 1700000000, b"{}", signers))
+    entries = values["webhook-signature"].split(" ")
+    assert [entry.split(",")[0] for entry in entries] == ["v1", "v1", "v1a", "v1a"]
+    assert entries[2] == asymmetric_signature(signers[0], "msg_1", 1700000000, b"{}")
+    assert values["X-Signature"].count("sha256=") == 2  # X-Signature stays HMAC only
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "whsk_"),
+        ("whsec_" + REFERENCE_SEED, "whsk_"),
+        ("whsk_!!!", "base64"),
+        ("whsk_" + base64.b64encode(b"s" * 31).decode(), "32-byte"),
+        ("whsk_" + base64.b64encode(b"s" * 64).decode(), "32-byte"),
+    ],
+)
+def test_signer_refuses_what_is_not_a_whsk_key(key: str, message: str) -> None:
+    with pytest.raises(EndpointError, match=message) as caught:
+        signer(key)
+    assert REFERENCE_SEED not in str(caught.value)
