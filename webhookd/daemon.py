@@ -22,6 +22,7 @@ import os
 import random
 import secrets
 import socket
+from collections import Counter
 from collections.abc import Sequence
 
 import coredis
@@ -33,12 +34,12 @@ from webhookd.admin import AdminApi
 from webhookd.catalog import event_rules
 from webhookd.clock import EpochClock
 from webhookd.config import Settings
-from webhookd.delivery import Delivery, EntryRef, corrupt_retry_ops, malformed_ops
+from webhookd.delivery import Delivery, EntryRef, corrupt_retry_ops, malformed_ops, schedule_ops
 from webhookd.dispatcher import Dispatcher
 from webhookd.egress import delivery_transport
 from webhookd.errors import InvalidEventError
 from webhookd.events import parse_entry
-from webhookd.metrics import EVENTS_MALFORMED, EVENTS_READ, REDIS_ERRORS
+from webhookd.metrics import DEFERRED, EVENTS_MALFORMED, EVENTS_READ, REDIS_ERRORS
 from webhookd.queue import Entry, Queue
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, registry_for
@@ -51,6 +52,8 @@ RETRY_POLL_S = 1.0
 RETRY_CLAIM_LIMIT = 500
 REDIS_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 RECORDER_FLUSH_S = 10.0
+ENDPOINT_QUEUE_FACTOR = 4  # deliveries one endpoint may have started: its pool size times this
+DEFER_S = 1.0  # how long a delivery to a saturated endpoint waits in the retry set
 
 
 def consumer_name() -> str:
@@ -79,6 +82,8 @@ class Daemon:
         self._table = EndpointTable(self.registry)
         self._recorder = Recorder(self.queue)
         self._slots = trio.Semaphore(settings.delivery.max_in_flight)
+        self._queued: Counter[str] = Counter()  # deliveries started, by endpoint, not yet done
+        self._queue_cap = settings.delivery.endpoint_concurrency * ENDPOINT_QUEUE_FACTOR
         self._intake = trio.CancelScope()
         self._everything = trio.CancelScope()
         self.admin_port = 0
@@ -198,9 +203,20 @@ class Daemon:
             ]
             self._recorder.expect(ref, len(targets))
             for endpoint in targets:
-                await self._slots.acquire()
-                delivery = Delivery(event, endpoint.id, entry=ref, origin=ref)
-                self._deliveries.start_soon(self._attempt, delivery)
+                await self._dispatch(Delivery(event, endpoint.id, entry=ref, origin=ref))
+
+    async def _dispatch(self, delivery: Delivery) -> None:
+        """Start an attempt, or, when its endpoint already has a full queue in this process,
+        defer it to the retry set so one slow endpoint cannot take every slot."""
+        endpoint_id = delivery.endpoint_id
+        if self._queued[endpoint_id] >= self._queue_cap:
+            DEFERRED.inc()
+            due_s = self._clock.now_s() + DEFER_S
+            self._recorder.settled(delivery.entry, schedule_ops(delivery, due_s))
+            return
+        await self._slots.acquire()
+        self._queued[endpoint_id] += 1
+        self._deliveries.start_soon(self._attempt, delivery)
 
     def _dead_letter_malformed(self, ref: EntryRef, entry: Entry, reason: str) -> None:
         EVENTS_MALFORMED.inc()
@@ -210,10 +226,14 @@ class Daemon:
         self._recorder.write(malformed_ops(ref, raw, reason, self.queue.dead_stream))
 
     async def _attempt(self, delivery: Delivery) -> None:
+        endpoint_id = delivery.endpoint_id
         try:
-            await self._dispatcher.attempt(delivery, self._table.get(delivery.endpoint_id))
+            await self._dispatcher.attempt(delivery, self._table.get(endpoint_id))
         finally:
             self._slots.release()
+            self._queued[endpoint_id] -= 1
+            if not self._queued[endpoint_id]:
+                del self._queued[endpoint_id]
 
     async def _retry_loop(self) -> None:
         dispatcher = self._dispatcher
@@ -235,8 +255,7 @@ class Daemon:
                         )
                     )
                     continue
-                await self._slots.acquire()
-                self._deliveries.start_soon(self._attempt, delivery)
+                await self._dispatch(delivery)
             if len(due) == limit:
                 continue
             if dispatcher.retry_scheduled.is_set():

@@ -240,6 +240,11 @@ def corrupt_retry_ops(member: str, payload: str, reason: str, dead_stream: str) 
 
 def redrive_ops(delivery: Delivery, now_s: float, dead_stream: str, dead_id: str) -> list[Op]:
     """Schedule a dead letter's delivery afresh, due now, and remove it from the dead stream."""
-    due_ms = math.ceil(now_s * 1000)
-    payload = delivery.to_payload(0)
-    return ["schedule", delivery.member, due_ms, payload, "undead", dead_stream, dead_id]
+    return [*schedule_ops(delivery, now_s), "undead", dead_stream, dead_id]
+
+
+def schedule_ops(delivery: Delivery, due_s: float) -> list[Op]:
+    """Put a delivery in the retry set as it is, without an attempt: deferred while its
+    endpoint is saturated, or sent afresh by a replay or a redrive."""
+    payload = delivery.to_payload(delivery.attempts_made)
+    return ["schedule", delivery.member, math.ceil(due_s * 1000), payload]

@@ -16,3 +16,7 @@ ATTEMPT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 REDIS_ERRORS = Counter("webhookd_redis_errors_total", "Redis calls that failed", ["operation"])
+DEFERRED = Counter(
+    "webhookd_deliveries_deferred_total",
+    "Deliveries put back in the retry set because their endpoint's queue was full",
+)

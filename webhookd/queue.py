@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -32,7 +31,7 @@ import coredis.exceptions
 from coredis.response.types import StreamEntry
 
 from webhookd.config import StreamSettings
-from webhookd.delivery import Delivery, EntryRef, Op, redrive_ops
+from webhookd.delivery import Delivery, EntryRef, Op, redrive_ops, schedule_ops
 from webhookd.errors import InvalidEventError
 from webhookd.events import parse_entry, parse_timestamp
 
@@ -192,7 +191,7 @@ class Queue:
         ops: list[Op] = []
         for endpoint_id in sorted(states):
             delivery = Delivery(event, endpoint_id, scheduled=True, origin=origin)
-            ops += ["schedule", delivery.member, math.ceil(now_s * 1000), delivery.to_payload(0)]
+            ops += schedule_ops(delivery, now_s)
         await self.apply(ops)
         return sorted(states)
 

@@ -235,3 +235,25 @@ async def test_dead_letters_can_be_redriven(
     assert json.loads(again.body)["data"] == ORDER
     [(_, left)] = redis_client.xrange(settings.stream.dead)
     assert left["reason"] == "missing field 'type'"
+
+
+async def test_a_slow_endpoint_cannot_starve_the_others(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(
+        delivery={"endpoint_concurrency": 1, "max_in_flight": 8, "timeout": 5.0},
+        stream={"reclaim_idle": 10.0},
+    )
+    receiver.script("/slow", *[Reply(stall_s=0.5)] * 20)
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_slow", receiver.url("/slow"), now_s=time.time())
+        await daemon.registry.add("v_fast", receiver.url("/fast"), now_s=time.time())
+        for n in range(20):
+            publisher(settings).publish("order.created", vendor="v_slow", data={"n": n})
+        fast_id = publisher(settings).publish("order.created", vendor="v_fast", data={"n": 0})
+        with trio.fail_after(3):  # far less than 20 slow deliveries one at a time would take
+            [fast] = await receiver.wait_for(1, "/fast")
+        assert fast.headers["x-event-id"] == fast_id
+        with trio.fail_after(30):
+            slow = await receiver.wait_for(20, "/slow")
+    assert sorted(json.loads(r.body)["data"]["n"] for r in slow) == list(range(20))
