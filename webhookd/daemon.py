@@ -212,7 +212,9 @@ class Daemon:
         if self._queued[endpoint_id] >= self._queue_cap:
             DEFERRED.inc()
             due_s = self._clock.now_s() + DEFER_S
-            self._recorder.settled(delivery.entry, schedule_ops(delivery, due_s))
+            self._recorder.settled(
+                delivery.entry, schedule_ops(delivery, due_s, delivery.attempts_made)
+            )
             return
         await self._slots.acquire()
         self._queued[endpoint_id] += 1

@@ -171,12 +171,7 @@ def record_ops(
     ]
     match outcome:
         case RetryAt(due_s=due_s):
-            ops += [
-                "schedule",
-                delivery.member,
-                math.ceil(due_s * 1000),
-                delivery.to_payload(attempt.number),
-            ]
+            ops += schedule_ops(delivery, due_s, attempt.number)
         case DeadLetter(reason=reason):
             ops += dead_ops(delivery, attempt, reason, dead_stream)
         case Gone():
@@ -240,11 +235,11 @@ def corrupt_retry_ops(member: str, payload: str, reason: str, dead_stream: str) 
 
 def redrive_ops(delivery: Delivery, now_s: float, dead_stream: str, dead_id: str) -> list[Op]:
     """Schedule a dead letter's delivery afresh, due now, and remove it from the dead stream."""
-    return [*schedule_ops(delivery, now_s), "undead", dead_stream, dead_id]
+    return [*schedule_ops(delivery, now_s, 0), "undead", dead_stream, dead_id]
 
 
-def schedule_ops(delivery: Delivery, due_s: float) -> list[Op]:
-    """Put a delivery in the retry set as it is, without an attempt: deferred while its
-    endpoint is saturated, or sent afresh by a replay or a redrive."""
-    payload = delivery.to_payload(delivery.attempts_made)
-    return ["schedule", delivery.member, math.ceil(due_s * 1000), payload]
+def schedule_ops(delivery: Delivery, due_s: float, attempts_made: int) -> list[Op]:
+    """Put a delivery in the retry set, due at ``due_s``: after a failed attempt, deferred
+    while its endpoint is saturated, or sent afresh by a replay or a redrive."""
+    payload = delivery.to_payload(attempts_made)
+    return ["schedule", delivery.member, str(math.ceil(due_s * 1000)), payload]

@@ -142,7 +142,8 @@ class Queue:
 
     async def apply(self, ops: Sequence[str | bytes | int | float]) -> None:
         """Run one batch of record ops (see ``lua/record.lua``) in a single round trip."""
-        await self._record(args=[self._prefix, self._ttl_s, self._group, *ops])
+        batch = json.dumps(ops, ensure_ascii=False, separators=(",", ":"))
+        await self._record(args=[self._prefix, self._ttl_s, self._group, batch])
 
     async def claim_due(self, now_ms: int, lease_ms: int, limit: int) -> list[DueRetry]:
         flat: list[bytes] = await self._claim_due(
@@ -191,7 +192,7 @@ class Queue:
         ops: list[Op] = []
         for endpoint_id in sorted(states):
             delivery = Delivery(event, endpoint_id, scheduled=True, origin=origin)
-            ops += schedule_ops(delivery, now_s)
+            ops += schedule_ops(delivery, now_s, 0)
         await self.apply(ops)
         return sorted(states)
 

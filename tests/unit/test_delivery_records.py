@@ -184,8 +184,8 @@ def test_retry_records_the_attempt_and_schedules_the_payload(scheduled: bool) ->
     assert state["next_attempt_at"] == "2024-05-01T10:34:58.500Z"
     assert len(ops) == 2
     name, member, due_ms, payload = ops[1]
-    assert (name, member, due_ms) == ("schedule", "ep_1:" + EVENT.id, (NOW + 2.5) * 1000)
-    assert isinstance(due_ms, int)
+    assert (name, member) == ("schedule", "ep_1:" + EVENT.id)
+    assert due_ms == str(int((NOW + 2.5) * 1000))  # whole milliseconds, as Redis takes them
     back = Delivery.from_payload(str(payload))
     assert (back.event, back.endpoint_id, back.attempts_made) == (EVENT, "ep_1", number)
     assert back.scheduled
