@@ -32,6 +32,15 @@ class EntryRef:
     entry_id: str
 
 
+EVENT_FIELDS = ("id", "type", "vendor", "timestamp", "body")
+
+
+def _event(fields: Mapping[str, str]) -> Event:
+    """An event stored as text (retry payloads, dead letters), its body UTF-8 again."""
+    return Event(fields["id"], fields["type"], fields["vendor"], fields["timestamp"],
+                 fields["body"].encode())  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     event: Event
@@ -68,14 +77,9 @@ class Delivery:
     @classmethod
     def from_dead_letter(cls, fields: Mapping[str, str]) -> Delivery | None:
         """A fresh delivery (no attempts made) for a dead letter; None for malformed entries."""
+        renamed = {"id": "event_id", "type": "event_type"}
         try:
-            event = Event(
-                id=fields["event_id"],
-                type=fields["event_type"],
-                vendor=fields["vendor"],
-                timestamp=fields["timestamp"],
-                body=fields["body"].encode(),
-            )
+            event = _event({key: fields[renamed.get(key, key)] for key in EVENT_FIELDS})
             return cls(event, fields["endpoint_id"], 0, entry=None, scheduled=True)
         except KeyError:
             return None
@@ -83,13 +87,7 @@ class Delivery:
     @classmethod
     def from_payload(cls, payload: str) -> Delivery:
         raw = json.loads(payload)
-        event = Event(
-            id=raw["id"],
-            type=raw["type"],
-            vendor=raw["vendor"],
-            timestamp=raw["timestamp"],
-            body=raw["body"].encode(),
-        )
+        event = _event(raw)
         origin = EntryRef(*raw["origin"]) if raw.get("origin") else None
         return cls(event, raw["endpoint_id"], int(raw["attempts"]), None, True, origin)
 

@@ -104,18 +104,29 @@ def _ascii(text: str) -> bytes:
     return text.encode("ascii", "replace")
 
 
-def _standard_ok(
-    key: bytes, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
-) -> bool:
+def _standard_signed(
+    body: bytes, headers: Mapping[str, str], now: float, tolerance: int
+) -> tuple[bytes, str] | None:
+    """What Standard Webhooks signs (``"{id}.{timestamp}.{body}"``) and the signatures
+    offered, or None when a header is missing or the timestamp is out of tolerance."""
     stamp = _timestamp(headers.get("webhook-timestamp"), now, tolerance)
     msg_id = headers.get("webhook-id")
     offered = headers.get("webhook-signature")
     if stamp is None or msg_id is None or offered is None:
-        return False
+        return None
     try:
-        signed = b"%s.%d.%s" % (msg_id.encode(), stamp, body)
+        return b"%s.%d.%s" % (msg_id.encode(), stamp, body), offered
     except UnicodeEncodeError:
+        return None
+
+
+def _standard_ok(
+    key: bytes, body: bytes, headers: Mapping[str, str], now: float, tolerance: int
+) -> bool:
+    standard = _standard_signed(body, headers, now, tolerance)
+    if standard is None:
         return False
+    signed, offered = standard
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
     found = False
     for candidate in offered.split(" "):
@@ -150,15 +161,10 @@ def _asymmetric_ok(
 ) -> bool:
     from cryptography.exceptions import InvalidSignature as BadSignature
 
-    stamp = _timestamp(headers.get("webhook-timestamp"), now, tolerance)
-    msg_id = headers.get("webhook-id")
-    offered = headers.get("webhook-signature")
-    if stamp is None or msg_id is None or offered is None:
+    standard = _standard_signed(body, headers, now, tolerance)
+    if standard is None:
         return False
-    try:
-        signed = b"%s.%d.%s" % (msg_id.encode(), stamp, body)
-    except UnicodeEncodeError:
-        return False
+    signed, offered = standard
     for candidate in offered.split(" "):
         version, _, encoded = candidate.partition(",")
         if version != "v1a":
