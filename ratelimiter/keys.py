@@ -1,0 +1,187 @@
+"""API keys as gateways use them: ``mk_live_`` + 32 random characters, stored as SHA-256.
+
+A key is shown once, when it is made; Redis keeps only its SHA-256 with the vendor
+and plan it belongs to. Its id, ``key_`` + the first 16 hex digits of that digest,
+names it in listings and commands without revealing it, and is derived from the key,
+so looking a key up is one ``HGETALL``::
+
+    <prefix>:apikey:<id>   hash   sha256, vendor, plan, created, revoked (unix seconds)
+    <prefix>:apikeys       set    every id, for listing
+
+The service looks keys up through an in-process cache (trio's clock), unknown keys
+included, so a stream of requests with one key costs one Redis read per ``cache_ttl_s``
+and a revocation reaches every process within that time. When Redis fails, an expired
+entry is still used rather than none. Every coredis failure comes out as ``BackendError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+import string
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import trio
+from coredis.exceptions import RedisError
+
+from ratelimiter.async_redis import AsyncRedisClient
+from ratelimiter.errors import BackendError, RateLimiterError
+
+KEY_PREFIX = "mk_live_"
+KEY_CHARS = 32
+_ALPHABET = string.ascii_letters + string.digits  # 32 of these 62 carry 190 random bits
+_FAILURES = (RedisError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+class UnknownApiKey(RateLimiterError, LookupError):
+    """No API key has that id (or that key was never made)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What is known of a key: never the key itself. ``revoked`` is when, if it was."""
+
+    id: str
+    vendor: str
+    plan: str
+    created: int
+    revoked: int | None = None
+
+    def public(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "vendor": self.vendor,
+            "plan": self.plan,
+            "created": self.created,
+            "revoked": self.revoked,
+        }
+
+
+def new_key() -> str:
+    return KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(KEY_CHARS))
+
+
+def digest_of(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def id_of(key_or_id: str) -> str:
+    """The id of an ``mk_live_`` key, or the argument itself when it is an id already."""
+    return f"key_{digest_of(key_or_id)[:16]}" if key_or_id.startswith(KEY_PREFIX) else key_or_id
+
+
+class KeyStore:
+    """API keys in Redis, with the service's look-up cache."""
+
+    def __init__(
+        self,
+        client: AsyncRedisClient,
+        *,
+        prefix: str = "rl",
+        cache_ttl_s: float = 5.0,
+        cache_size: int = 100_000,
+    ) -> None:
+        self._client: Any = client
+        self._prefix = prefix
+        self._cache_ttl_s = cache_ttl_s
+        self._cache_size = cache_size
+        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+
+    def _record_key(self, key_id: str) -> str:
+        return f"{self._prefix}:apikey:{key_id}"
+
+    async def create(self, vendor: str, plan: str, *, now_s: float) -> tuple[str, ApiKey]:
+        """A new key and its record; the key itself is not kept anywhere."""
+        key = new_key()
+        record = ApiKey(id_of(key), vendor, plan, int(now_s))
+        fields = {"sha256": digest_of(key), "vendor": vendor, "plan": plan,
+                  "created": str(record.created), "revoked": ""}  # fmt: skip
+        with _translated():
+            await self._client.hset(self._record_key(record.id), fields)
+            await self._client.sadd(f"{self._prefix}:apikeys", [record.id])
+        return key, record
+
+    async def all(self) -> list[ApiKey]:
+        with _translated():
+            ids = sorted(_text(i) for i in await self._client.smembers(f"{self._prefix}:apikeys"))
+            found = [await self._fetch(key_id) for key_id in ids]
+        return sorted((record for record, _ in filter(None, found)), key=lambda r: r.created)
+
+    async def get(self, key_or_id: str) -> ApiKey:
+        with _translated():
+            found = await self._fetch(id_of(key_or_id))
+        if found is None:
+            raise UnknownApiKey(f"no API key {id_of(key_or_id)}")
+        return found[0]
+
+    async def revoke(self, key_or_id: str, *, now_s: float) -> ApiKey:
+        record = await self.get(key_or_id)
+        if record.revoked is not None:
+            return record
+        with _translated():
+            await self._client.hset(self._record_key(record.id), {"revoked": str(int(now_s))})
+        return await self.get(record.id)
+
+    async def set_plan(self, key_or_id: str, plan: str) -> ApiKey:
+        record = await self.get(key_or_id)
+        with _translated():
+            await self._client.hset(self._record_key(record.id), {"plan": plan})
+        return await self.get(record.id)
+
+    async def lookup(self, key: str) -> ApiKey | None:
+        """The record of ``key`` (revoked ones too), None if there is none; cached."""
+        digest = digest_of(key)
+        now = trio.current_time()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            with _translated():
+                found = await self._fetch(f"key_{digest[:16]}")
+        except BackendError:
+            if cached is None:
+                raise
+            return cached[0]  # stale, but better than failing the request
+        record = None
+        if found is not None and hmac.compare_digest(found[1], digest):
+            record = found[0]
+        if len(self._cache) >= self._cache_size:
+            self._cache = {d: entry for d, entry in self._cache.items() if entry[1] > now}
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+        self._cache[digest] = (record, now + self._cache_ttl_s)
+        return record
+
+    async def _fetch(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The record and its stored digest, or None."""
+        fields = {_text(k): _text(v) for k, v in (await self._client.hgetall(
+            self._record_key(key_id))).items()}  # fmt: skip
+        if "sha256" not in fields:
+            return None
+        revoked = fields.get("revoked") or None
+        record = ApiKey(
+            key_id,
+            fields.get("vendor", ""),
+            fields.get("plan", ""),
+            int(fields.get("created") or 0),
+            None if revoked is None else int(revoked),
+        )
+        return record, fields["sha256"]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Turns every coredis failure inside the block into ``BackendError``."""
+    try:
+        yield
+    except _FAILURES as error:
+        raise BackendError(f"Redis failed: {error}") from error
