@@ -14,6 +14,7 @@ from ratelimiter.errors import (
     InvalidLimit,
     InvalidRequest,
     RateLimiterError,
+    UnknownApiKey,
     UnknownPlan,
 )
 from ratelimiter.limit import Limit, parse_limit
@@ -38,6 +39,7 @@ __all__ = [
     "Policy",
     "RateLimiterError",
     "RedisBackend",
+    "UnknownApiKey",
     "UnknownPlan",
     "default_plans_path",
     "load_policy",

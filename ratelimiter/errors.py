@@ -5,6 +5,7 @@ RateLimiterError
 │   ├── InvalidLimit     a limit expression that does not parse, e.g. "50/week"
 │   └── UnknownPlan      a plan name the plans file does not define
 ├── ConfigError          a plans file, routes table or backend URL that cannot be used
+├── UnknownApiKey        no API key has that id (also a LookupError)
 └── BackendError         the store failed; every redis-py and coredis exception is
                          translated into this one, with the original as ``__cause__``
 
@@ -36,3 +37,7 @@ class ConfigError(RateLimiterError):
 
 class BackendError(RateLimiterError):
     """The store (Redis) failed or timed out; the decision could not be taken."""
+
+
+class UnknownApiKey(RateLimiterError, LookupError):
+    """No API key has that id (or that key was never made)."""

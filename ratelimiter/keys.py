@@ -30,16 +30,12 @@ import trio
 from coredis.exceptions import RedisError
 
 from ratelimiter.async_redis import AsyncRedisClient
-from ratelimiter.errors import BackendError, RateLimiterError
+from ratelimiter.errors import BackendError, UnknownApiKey
 
 KEY_PREFIX = "mk_live_"
 KEY_CHARS = 32
 _ALPHABET = string.ascii_letters + string.digits  # 32 of these 62 carry 190 random bits
 _FAILURES = (RedisError, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError)
-
-
-class UnknownApiKey(RateLimiterError, LookupError):
-    """No API key has that id (or that key was never made)."""
 
 
 @dataclass(frozen=True, slots=True)

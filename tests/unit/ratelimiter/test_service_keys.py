@@ -15,7 +15,8 @@ import trio
 import trio.testing
 
 from ratelimiter import BackendError
-from ratelimiter.keys import KEY_PREFIX, KeyStore, UnknownApiKey, id_of
+from ratelimiter.errors import UnknownApiKey
+from ratelimiter.keys import KEY_PREFIX, KeyStore, id_of
 
 
 class FakeRedis:
