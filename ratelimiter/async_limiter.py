@@ -127,11 +127,7 @@ class AsyncLimiter:
         cost: int = 1,
     ) -> Decision:
         """Count ``cost`` units against every limit of the hit, or none if one refuses."""
-        check = self._rules.check(key, limits, plan, route, cost, True)
-        if not check.limits:
-            await anyio.lowlevel.checkpoint()
-            return self._rules.unlimited(check)
-        return decision(check, await self.backend.decide(check))
+        return await self._decide(self._rules.check(key, limits, plan, route, cost, True))
 
     async def peek(
         self,
@@ -142,7 +138,9 @@ class AsyncLimiter:
         cost: int = 1,
     ) -> Decision:
         """What ``hit`` would decide, counting nothing."""
-        check = self._rules.check(key, limits, plan, route, cost, False)
+        return await self._decide(self._rules.check(key, limits, plan, route, cost, False))
+
+    async def _decide(self, check: Check) -> Decision:
         if not check.limits:
             await anyio.lowlevel.checkpoint()
             return self._rules.unlimited(check)

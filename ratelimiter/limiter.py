@@ -151,10 +151,7 @@ class Limiter:
         cost: int = 1,
     ) -> Decision:
         """Count ``cost`` units against every limit of the hit, or none if one refuses."""
-        check = self._rules.check(key, limits, plan, route, cost, True)
-        if not check.limits:
-            return self._rules.unlimited(check)
-        return decision(check, self.backend.decide(check))
+        return self._decide(self._rules.check(key, limits, plan, route, cost, True))
 
     def peek(
         self,
@@ -165,7 +162,9 @@ class Limiter:
         cost: int = 1,
     ) -> Decision:
         """What ``hit`` would decide, counting nothing."""
-        check = self._rules.check(key, limits, plan, route, cost, False)
+        return self._decide(self._rules.check(key, limits, plan, route, cost, False))
+
+    def _decide(self, check: Check) -> Decision:
         if not check.limits:
             return self._rules.unlimited(check)
         return decision(check, self.backend.decide(check))
