@@ -9,6 +9,7 @@ effective window (``"basic-minute";r=12;t=30``). The older ``X-RateLimit-*`` tri
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -127,10 +128,12 @@ def _whole_seconds(seconds: float) -> int:
     return math.ceil(seconds) if seconds > 0 else 0
 
 
+@functools.lru_cache(maxsize=4096)
 def _policy_item(limit: Limit) -> str:
     return f"{_sf_string(limit.policy)};q={limit.amount};w={limit.window_s}"
 
 
+@functools.lru_cache(maxsize=4096)  # a few names (plans, routes) recur on every answer
 def _sf_string(text: str) -> str:
     """A structured-field String (RFC 9651): printable ASCII, quotes and backslashes escaped."""
     printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
