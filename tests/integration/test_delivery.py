@@ -16,6 +16,7 @@ import trio.testing
 from conftest import running_daemon, until
 from webhook_receiver import Receiver, Reply
 
+import webhookd
 from webhookd.config import Settings
 from webhookd.publisher import Publisher
 from webhookd.verify import verify
@@ -257,3 +258,25 @@ async def test_a_slow_endpoint_cannot_starve_the_others(
         with trio.fail_after(30):
             slow = await receiver.wait_for(20, "/slow")
     assert sorted(json.loads(r.body)["data"]["n"] for r in slow) == list(range(20))
+
+
+async def test_partitioned_streams_are_all_read(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(stream={"partitions": 3})
+    assert settings.redis.url
+    publisher = webhookd.Publisher.from_url(  # the contract's top-level name
+        settings.redis.url, stream=settings.stream.name, partitions=3
+    )
+    vendors = [f"v_{n}" for n in range(6)]
+    async with running_daemon(settings) as daemon:
+        for vendor in vendors:
+            await daemon.registry.add(vendor, receiver.url(f"/{vendor}"), now_s=time.time())
+        ids = {publisher.publish("order.created", vendor=v, data={"v": v}) for v in vendors}
+        with trio.fail_after(10):
+            received = await receiver.wait_for(len(vendors))
+    assert {r.headers["x-event-id"] for r in received} == ids
+    used = {publisher.stream_for(v) for v in vendors}
+    assert len(used) > 1 and used <= {f"{settings.stream.name}:{n}" for n in range(3)}
+    for stream in used:
+        assert redis_client.xpending(stream, settings.stream.group)["pending"] == 0
