@@ -51,6 +51,7 @@ class StreamSettings:
     batch_size: int
     block_s: float
     reclaim_idle_s: float
+    retention_s: float
     consumer: str | None
 
     @property
@@ -309,6 +310,8 @@ KEYS: tuple[Key, ...] = (
     Key("stream", "block", "block_s", _POSITIVE, 1.0, "seconds an XREADGROUP waits (BLOCK)"),
     Key("stream", "reclaim_idle", "reclaim_idle_s", _POSITIVE, 60.0,
         "seconds pending before another consumer reclaims an entry"),
+    Key("stream", "retention", "retention_s", _POSITIVE, 604800.0,
+        "seconds acked entries stay in the stream (for replays) before they are trimmed"),
     Key("stream", "consumer", "consumer", _OPTIONAL_TEXT, None,
         "consumer name; unset means unique per process"),
     Key("delivery", "timeout", "timeout_s", _POSITIVE, 10.0, "seconds per attempt"),

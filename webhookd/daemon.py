@@ -8,7 +8,8 @@
     └── deliveries          one task per attempt, at most delivery.max_in_flight
         └── intake          cancelled first on shutdown
             ├── read loop       XREADGROUP new entries
-            ├── reclaim loop    XAUTOCLAIM entries dead consumers left pending
+            ├── reclaim loop    XAUTOCLAIM entries dead consumers left pending;
+            │                   trim what is past stream.retention
             └── retry loop      claim due retries from the retry set
 
 Shutdown (:meth:`Daemon.stop`): intake stops; in-flight deliveries get
@@ -175,6 +176,9 @@ class Daemon:
                 log.info("daemon.reclaimed", entries=len(entries))
                 await self._take(entries)
             else:
+                trimmed = await self.queue.trim(self._clock.now_s(), stream.retention_s)
+                if trimmed:
+                    log.info("stream.trimmed", entries=trimmed)
                 await trio.sleep(stream.reclaim_idle_s / 2)
 
     async def _take(self, entries: Sequence[Entry]) -> None:

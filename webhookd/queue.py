@@ -29,6 +29,7 @@ from typing import Any, cast
 import coredis
 import coredis.exceptions
 from coredis.response.types import StreamEntry
+from coredis.tokens import PureToken
 
 from webhookd.config import StreamSettings
 from webhookd.delivery import Delivery, EntryRef, Op, redrive_ops, schedule_ops
@@ -58,6 +59,11 @@ def _script(name: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
 
 
 def _fields(item: StreamEntry) -> Mapping[bytes, bytes]:
@@ -123,6 +129,25 @@ class Queue:
                 if cursor == "0-0" or len(entries) >= count:
                     break
         return entries
+
+    async def trim(self, now_s: float, retention_s: float) -> int:
+        """Drop entries older than the retention that the group is done with: never one
+        still pending, nor one not yet read. Returns how many were dropped."""
+        dropped = 0
+        for stream in self.streams:
+            keep_from = (max(0, int((now_s - retention_s) * 1000)), 0)
+            groups: Any = await self._redis.xinfo_groups(stream)
+            ours = [g for g in groups if _text(g[b"name"]) == self._group]
+            if not ours:
+                continue
+            last_read = _stream_id(_text(ours[0][b"last-delivered-id"]))
+            keep_from = min(keep_from, (last_read[0], last_read[1] + 1))
+            pending: Any = await self._redis.xpending(stream, self._group)
+            if pending.pending:
+                keep_from = min(keep_from, _stream_id(_text(pending.minimum_identifier)))
+            threshold: Any = f"{keep_from[0]}-{keep_from[1]}"
+            dropped += await self._redis.xtrim(stream, PureToken.MINID, threshold)
+        return dropped
 
     async def states(self, event_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
         """Recorded delivery states of each event, by endpoint id."""

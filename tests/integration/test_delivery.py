@@ -18,7 +18,9 @@ from webhook_receiver import Receiver, Reply
 
 import webhookd
 from webhookd.config import Settings
+from webhookd.connection import open_client
 from webhookd.publisher import Publisher
+from webhookd.queue import Queue
 from webhookd.verify import verify
 
 ORDER = {
@@ -280,3 +282,29 @@ async def test_partitioned_streams_are_all_read(
     assert len(used) > 1 and used <= {f"{settings.stream.name}:{n}" for n in range(3)}
     for stream in used:
         assert redis_client.xpending(stream, settings.stream.group)["pending"] == 0
+
+
+async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(stream={"retention": 60.0})
+    stream, group = settings.stream.name, settings.stream.group
+    async with running_daemon(settings) as daemon:
+        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        for n in range(3):
+            publisher(settings).publish("order.created", vendor="v_1", data={"n": n})
+        with trio.fail_after(10):
+            await receiver.wait_for(3)
+            await until(lambda: redis_client.xpending(stream, group)["pending"] == 0)
+        daemon.stop()
+    # A consumer that dies holding an entry, and an entry nobody has read yet.
+    pending_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 3})
+    redis_client.xreadgroup(group, "crashed-consumer", {stream: ">"})
+    unread_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 4})
+    assert settings.redis.url
+    async with open_client(settings.redis.url) as client:
+        queue = Queue(client, settings.stream, settings.redis.key_prefix, 60.0)
+        assert await queue.trim(time.time(), 60.0) == 0  # all younger than 60 s
+        assert await queue.trim(time.time() + 3600, 60.0) == 3
+    left = [f"evt_{entry_id}" for entry_id, _ in redis_client.xrange(stream)]
+    assert left == [pending_id, unread_id]

@@ -42,6 +42,7 @@ DEFAULTS = Settings(
         batch_size=100,
         block_s=1.0,
         reclaim_idle_s=60.0,
+        retention_s=604800.0,
         consumer=None,
     ),
     delivery=DeliverySettings(
