@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 
+import coredis
 import structlog
 import trio
 
@@ -15,7 +16,7 @@ from webhookd.clock import EpochClock
 from webhookd.config import DeliverySettings
 from webhookd.delivery import AttemptRecord, Delivery, record_ops, request_headers, state_name
 from webhookd.endpoints import Endpoint
-from webhookd.errors import EndpointError, TransportError
+from webhookd.errors import EndpointError, TransportError, WebhookdError
 from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS, DEAD_LETTERS, ENDPOINTS_GONE, IN_FLIGHT
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, Registry
@@ -81,9 +82,19 @@ class Dispatcher:
         )
         self._account(delivery, endpoint, record, outcome)
         if isinstance(outcome, Gone):
-            disabled = endpoint.disabled("answered 410 Gone")
-            self._table.forget(disabled)
-            await self._registry.set_enabled(endpoint.id, False, "answered 410 Gone")
+            await self._disable(endpoint)
+
+    async def _disable(self, endpoint: Endpoint) -> None:
+        """Disable an endpoint that answered 410: here at once, in Redis if it still can.
+
+        The delivery is already dead-lettered; a failure here (the endpoint removed
+        meanwhile, Redis unreachable) is logged and must not take the daemon down."""
+        reason = "answered 410 Gone"
+        self._table.update(endpoint.disabled(reason))
+        try:
+            await self._registry.set_enabled(endpoint.id, False, reason)
+        except (WebhookdError, coredis.exceptions.RedisError, OSError) as exc:
+            log.warning("endpoint.disable_failed", endpoint_id=endpoint.id, error=str(exc))
 
     async def _send(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
         event = delivery.event

@@ -261,8 +261,9 @@ class EndpointTable:
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)
 
-    def forget(self, endpoint: Endpoint) -> None:
-        """Drop a just-disabled endpoint at once, before the next refresh."""
+    def update(self, endpoint: Endpoint) -> None:
+        """Take a change made here (a 410 disabling an endpoint) at once, before the next
+        refresh reads it back from Redis."""
         self._by_id[endpoint.id] = endpoint
         self._by_vendor[endpoint.vendor] = [
             endpoint if e.id == endpoint.id else e for e in self._by_vendor.get(endpoint.vendor, [])

@@ -308,3 +308,23 @@ async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
         assert await queue.trim(time.time() + 3600, 60.0) == 3
     left = [f"evt_{entry_id}" for entry_id, _ in redis_client.xrange(stream)]
     assert left == [pending_id, unread_id]
+
+
+async def test_a_410_for_an_endpoint_removed_meanwhile_does_not_stop_the_daemon(
+    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    settings = make_settings()
+    receiver.script("/gone", Reply(status=410, stall_s=0.3))
+    async with running_daemon(settings) as daemon:
+        gone = await daemon.registry.add("v_1", receiver.url("/gone"), now_s=time.time())
+        await daemon.registry.add("v_2", receiver.url("/ok"), now_s=time.time())
+        publisher(settings).publish("order.created", vendor="v_1", data={"n": 1})
+        with trio.fail_after(10):
+            await receiver.wait_for(1, "/gone")
+            await daemon.registry.remove(gone.id)  # while the 410 is on its way
+            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
+            later = publisher(settings).publish("order.created", vendor="v_2", data={"n": 2})
+            [after] = await receiver.wait_for(1, "/ok")
+    assert after.headers["x-event-id"] == later
+    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    assert dead["last_status"] == "410"
