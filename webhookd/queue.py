@@ -66,6 +66,10 @@ def _stream_id(text: str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+def _text_fields(item: StreamEntry) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in (item.field_values or {}).items()}
+
+
 def _fields(item: StreamEntry) -> Mapping[bytes, bytes]:
     """Entry fields as bytes: the client is built with ``decode_responses=False``."""
     return cast("Mapping[bytes, bytes]", item.field_values or {})
@@ -184,18 +188,9 @@ class Queue:
         member = first[0]
         return float(member[1])
 
-    async def scheduled_count(self) -> int:
-        return int(await self._redis.zcard(self._retry_key))
-
     async def dead_letters(self, count: int) -> list[tuple[str, dict[str, str]]]:
         items = await self._redis.xrange(self.dead_stream, "-", "+", count=count)
-        return [
-            (
-                _text(item.identifier),
-                {_text(k): _text(v) for k, v in (item.field_values or {}).items()},
-            )
-            for item in items
-        ]
+        return [(_text(item.identifier), _text_fields(item)) for item in items]
 
     async def replay(self, event_id: str, now_s: float) -> list[str] | None:
         """Deliver a recorded event afresh to every endpoint it went to; the endpoint ids,
@@ -231,7 +226,7 @@ class Queue:
             ops: list[Op] = []
             for item in items:
                 dead_id = _text(item.identifier)
-                fields = {_text(k): _text(v) for k, v in (item.field_values or {}).items()}
+                fields = _text_fields(item)
                 delivery = Delivery.from_dead_letter(fields)
                 if delivery is None or endpoint_id not in (None, delivery.endpoint_id):
                     continue
