@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,6 +20,7 @@ from webhookd.config import Settings, settings_from_mapping
 from webhookd.connection import open_client
 from webhookd.daemon import Daemon
 from webhookd.embedded import running_redis
+from webhookd.keyspace import PartitionKeys
 
 # A fixed master key for tests, so no test writes a key file into the working directory.
 TEST_SECRETS_KEY = "dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc="
@@ -108,6 +111,30 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
 
 
 async def until(check: Callable[[], object], interval_s: float = 0.02) -> None:
-    """Wait until ``check()`` is truthy: for state in Redis, which has nothing to wait on."""
-    while not check():  # noqa: ASYNC110
+    """Wait until ``check()`` (or what it awaits to) is truthy: for state in Redis or
+    behind an HTTP endpoint, which has nothing to wait on."""
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         await trio.sleep(interval_s)
+
+
+def recorded_states(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    """Every delivery state recorded in a partition (see webhookd.keyspace)."""
+    keys = PartitionKeys(stream)
+    return [
+        json.loads(value)
+        for key in client.scan_iter(keys.event("*"))
+        for field, value in client.hgetall(key).items()
+        if "#" not in field
+    ]
+
+
+def recorded_attempts(client: redis.Redis, stream: str, event_id: str) -> list[dict[str, Any]]:
+    """Every attempt recorded for an event in a partition, in attempt order."""
+    fields = client.hgetall(PartitionKeys(stream).event(event_id))
+    attempts = [(name, json.loads(value)) for name, value in fields.items() if "#" in name]
+    return [attempt for _, attempt in sorted(attempts, key=lambda item: item[1]["attempt"])]

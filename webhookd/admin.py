@@ -13,17 +13,18 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import coredis
 import prometheus_client
 import structlog
 
 from ratelimiter.httpserver import Request, Response
 from webhookd import __version__
 from webhookd.clock import EpochClock
-from webhookd.errors import EndpointError, EndpointNotFound
+from webhookd.errors import EndpointError, EndpointNotFound, StoreError
+from webhookd.health import Readiness
 from webhookd.openapi import OPENAPI
-from webhookd.queue import Queue
+from webhookd.redrive import redrive, replay
 from webhookd.registry import Registry, endpoint_tls
+from webhookd.store import Store
 
 log = structlog.get_logger("webhookd.admin")
 
@@ -36,14 +37,14 @@ class AdminApi:
         *,
         token: str | None,
         registry: Registry,
-        queue: Queue,
-        client: coredis.Redis[bytes],
+        store: Store,
+        readiness: Readiness,
         clock: EpochClock,
     ) -> None:
         self._token = token.encode() if token else None
         self._registry = registry
-        self._queue = queue
-        self._client = client
+        self._store = store
+        self._readiness = readiness
         self._clock = clock
         self._routes: list[tuple[str, re.Pattern[str], Route]] = [
             ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints),
@@ -101,10 +102,14 @@ class AdminApi:
         return hmac.compare_digest(offered.strip().encode("utf-8", "replace"), self._token)
 
     async def _ready(self) -> Response:
+        """Ready when Redis answers and no loop is failing to read or record."""
         try:
-            await self._client.ping()
-        except (coredis.exceptions.RedisError, OSError) as exc:
+            await self._store.ping()
+        except StoreError as exc:
             return Response.json(503, {"status": "unavailable", "redis": str(exc)})
+        problems = self._readiness.problems
+        if problems:
+            return Response.json(503, {"status": "unavailable", "failing": problems})
         return Response.json(200, {"status": "ready"})
 
     async def _list_endpoints(self, request: Request, match: re.Match[str]) -> Response:
@@ -172,10 +177,10 @@ class AdminApi:
 
     async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
-        states = (await self._queue.states([event_id]))[event_id]
-        if not states:
+        found = await self._store.event_record(event_id)
+        if found is None:
             return Response.error(404, "not_found", f"no deliveries recorded for {event_id}")
-        attempts = await self._queue.attempts(event_id)
+        _, states, attempts = found
         deliveries = [
             {**state, "attempt_log": [a for a in attempts if a["endpoint_id"] == endpoint_id]}
             for endpoint_id, state in sorted(states.items())
@@ -184,7 +189,7 @@ class AdminApi:
 
     async def _replay_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
-        replayed = await self._queue.replay(event_id, self._clock.now_s())
+        replayed = await replay(self._store, event_id, self._clock.now_s())
         if replayed is None:
             return Response.error(
                 404, "not_found", f"{event_id} is not retained (unknown or trimmed from the stream)"
@@ -196,12 +201,12 @@ class AdminApi:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
             return Response.error(400, "invalid_request", "limit must be a whole number")
-        letters = await self._queue.dead_letters(limit)
+        letters = await self._store.dead_letters(limit)
         return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
 
     async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
         endpoint_id = request.query.get("endpoint_id")
-        count = await self._queue.redrive(self._clock.now_s(), endpoint_id=endpoint_id)
+        count = await redrive(self._store, self._clock.now_s(), endpoint_id=endpoint_id)
         return Response.json(202, {"redriven": count})
 
 

@@ -8,20 +8,26 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
-import coredis
 import trio
 
 from webhookd import __version__
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
-from webhookd.connection import open_client, redis_url
-from webhookd.errors import ConfigError, EndpointError, InvalidEventError, WebhookdError
+from webhookd.connection import RedisClient, open_client, redis_url
+from webhookd.errors import (
+    ConfigError,
+    EndpointError,
+    InvalidEventError,
+    StoreError,
+    WebhookdError,
+)
 from webhookd.logs import configure
-from webhookd.queue import Queue
+from webhookd.redrive import redrive
 from webhookd.registry import Registry, endpoint_tls, registry_for
+from webhookd.store import Store
 from webhookd.vault import new_master_key, open_vault
 
 T = TypeVar("T")
@@ -52,7 +58,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = settings
 
 
-def with_client(settings: Settings, action: Callable[[coredis.Redis[bytes]], Awaitable[T]]) -> T:
+def with_client(settings: Settings, action: Callable[[RedisClient], Awaitable[T]]) -> T:
     """Run one operation against the configured (or embedded) Redis."""
 
     async def run(url: str) -> T:
@@ -74,9 +80,9 @@ def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]
     return with_client(settings, lambda client: action(registry_for(client, settings)))
 
 
-def with_queue(settings: Settings, action: Callable[[Queue], Awaitable[T]]) -> T:
-    def make(client: coredis.Redis[bytes]) -> Queue:
-        return Queue(
+def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
+    def make(client: RedisClient) -> Store:
+        return Store(
             client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
         )
 
@@ -131,8 +137,15 @@ def run(settings: Settings) -> None:
                 daemon.abort()
                 break
 
-    with redis_url(settings.redis) as url:
-        trio.run(serve, url)
+    unreachable: StoreError | None = None
+    try:
+        with redis_url(settings.redis) as url:
+            trio.run(serve, url)
+    except* StoreError as group:
+        unreachable = cast(StoreError, group.exceptions[0])
+    if unreachable is not None:
+        click.echo(f"webhookd: cannot start: {unreachable}", err=True)
+        raise SystemExit(1)
 
 
 @cli.command()
@@ -342,7 +355,7 @@ def dead() -> None:
 @click.pass_obj
 def dead_list(settings: Settings, limit: int) -> None:
     """Print dead letters as JSON (without their bodies)."""
-    letters = with_queue(settings, lambda q: q.dead_letters(limit))
+    letters = with_store(settings, lambda store: store.dead_letters(limit))
     echo_json([
         {"id": dead_id, **{k: v for k, v in fields.items() if k != "body"}}
         for dead_id, fields in letters
@@ -354,7 +367,7 @@ def dead_list(settings: Settings, limit: int) -> None:
 @click.pass_obj
 def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
     """Send dead deliveries again, each with a fresh retry schedule."""
-    count = with_queue(settings, lambda q: q.redrive(time.time(), endpoint_id=endpoint_id))
+    count = with_store(settings, lambda store: redrive(store, time.time(), endpoint_id=endpoint_id))
     echo_json({"redriven": count})
 
 

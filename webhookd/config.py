@@ -292,6 +292,12 @@ _LOG_LEVEL = Kind(
     lambda v: _fit(v, isinstance(v, str) and v.lower() in _LOG_LEVELS).lower(),
 )
 
+# A stream name is the hash tag of its partition's keys ("{<name>}:retry"), so no braces.
+_STREAM_NAME = Kind(
+    "a non-empty name without { or }",
+    lambda v: _fit(v, isinstance(v, str) and v != "" and not set(v) & set("{}")),
+)
+
 # fmt: off
 KEYS: tuple[Key, ...] = (
     Key("redis", "url", "url", _REDIS_URL, None,
@@ -300,7 +306,7 @@ KEYS: tuple[Key, ...] = (
         "where the embedded redis-server keeps its data"),
     Key("redis", "key_prefix", "key_prefix", _TEXT, "webhookd",
         "namespace of the registry, retry and delivery-record keys"),
-    Key("stream", "name", "name", _TEXT, "webhookd:events", "the stream producers write to"),
+    Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
     Key("stream", "group", "group", _TEXT, "webhookd", "consumer group"),
     Key("stream", "dead", "dead", _TEXT, "webhookd:dead", "dead-letter stream"),
     Key("stream", "partitions", "partitions", _integer(1), 1,

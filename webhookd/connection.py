@@ -1,17 +1,33 @@
-"""Which Redis to talk to: the configured one, or the embedded one on ``redis.data_dir``."""
+"""Which Redis to talk to (the configured one, or the embedded one on ``redis.data_dir``),
+and the one place where coredis's errors become webhookd's::
+
+    StoreUnavailable  connection lost, timeout, LOADING, failover, cluster down: retry later
+    GroupMissing      NOGROUP: the stream or its consumer group is gone
+    StoreRefused      anything else Redis answered with an error: this call will not pass
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import coredis
+import coredis.exceptions
 import structlog
+from coredis.connection import TCPLocation
 
 from webhookd.config import RedisSettings
 from webhookd.embedded import embedded_socket, running_redis
+from webhookd.errors import GroupMissing, StoreError, StoreRefused, StoreUnavailable
 
 log = structlog.get_logger("webhookd.redis")
+
+_UNAVAILABLE_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY",
+                         "NOREPLICAS", "OOM", "MOVED", "ASK")  # fmt: skip
+
+RedisClient = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 @contextlib.contextmanager
@@ -32,8 +48,53 @@ def redis_url(settings: RedisSettings) -> Iterator[str]:
     log.info("redis.embedded_stopped", data_dir=str(settings.data_dir))
 
 
+def cluster_nodes(url: str) -> tuple[str, list[TCPLocation]]:
+    """``redis+cluster://[user:pass@]host:port,host:port/…`` as a plain URL and its nodes."""
+    scheme, _, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    credentials, _, hosts = authority.rpartition("@")
+    nodes = []
+    for host in hosts.split(","):
+        parts = urlsplit(f"redis://{host}")
+        nodes.append(TCPLocation(parts.hostname or "localhost", parts.port or 6379))
+    first = hosts.split(",")[0]
+    login = f"{credentials}@" if credentials else ""
+    return f"{CLUSTER_SCHEMES[scheme]}://{login}{first}{slash}{path}", nodes
+
+
+def client_for(url: str) -> RedisClient:
+    if url.partition("://")[0] in CLUSTER_SCHEMES:
+        plain, nodes = cluster_nodes(url)
+        return coredis.RedisCluster.from_url(plain, startup_nodes=nodes, decode_responses=False)
+    return coredis.Redis.from_url(url, decode_responses=False)
+
+
 @contextlib.asynccontextmanager
-async def open_client(url: str) -> AsyncIterator[coredis.Redis[bytes]]:
-    client: coredis.Redis[bytes] = coredis.Redis.from_url(url, decode_responses=False)
+async def open_client(url: str) -> AsyncIterator[RedisClient]:
+    client = client_for(url)
     async with client:
         yield client
+
+
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """The one place where a failed Redis call becomes a StoreError, named by operation."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (coredis.exceptions.ConnectionError, coredis.exceptions.ClusterError, OSError,
+            TimeoutError) as exc:  # fmt: skip
+        raise StoreUnavailable(
+            f"{operation}: Redis unavailable: {exc or type(exc).__name__}"
+        ) from exc
+    except coredis.exceptions.RedisError as exc:
+        message = str(exc)
+        # UNBLOCKED: the stream was deleted under a blocked read; XAUTOCLAIM says "No such key"
+        if message.startswith(("NOGROUP", "UNBLOCKED")) or "or consumer group" in message:
+            raise GroupMissing(f"{operation}: {message}") from exc
+        if message.startswith(_UNAVAILABLE_PREFIXES) or isinstance(
+            exc, coredis.exceptions.ClusterDownError | coredis.exceptions.TryAgainError
+        ):
+            raise StoreUnavailable(f"{operation}: {message}") from exc
+        raise StoreRefused(f"{operation}: {message}") from exc

@@ -6,6 +6,10 @@ WebhookdError
 ├── EndpointError        an endpoint that cannot be registered (bad URL, unknown id)
 │   └── EndpointNotFound
 ├── SecretsError         sealed secrets that this process cannot open (wrong master key)
+├── StoreError           a Redis call failed (translated in one place: webhookd.store)
+│   ├── StoreUnavailable   Redis unreachable, loading, failing over: retry with backoff
+│   ├── GroupMissing       the stream or its consumer group is gone (NOGROUP): recreate it
+│   └── StoreRefused       Redis rejected the call itself: retrying the same call won't help
 └── TransportError       an HTTP attempt that failed before a complete response
     ├── ConnectError
     │   └── TargetRefused  the target resolves to an address deliveries may not reach
@@ -38,6 +42,22 @@ class EndpointNotFound(EndpointError):
 
 class SecretsError(WebhookdError):
     """Secrets at rest that cannot be opened; the message names key ids, never key material."""
+
+
+class StoreError(WebhookdError):
+    """A Redis call that failed; the message says which call and why."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis cannot answer now (connection lost, loading, failing over): worth retrying."""
+
+
+class GroupMissing(StoreError):
+    """The stream or its consumer group no longer exists (Redis came back empty)."""
+
+
+class StoreRefused(StoreError):
+    """Redis refused the call (a script error, a wrong type, a malformed argument)."""
 
 
 class TransportError(WebhookdError):

@@ -69,10 +69,21 @@ def render_body(
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def default_event_id(entry_id: str, partition: int | None) -> str:
+    """``evt_<entry id>``; on a partitioned stream ``evt_p<partition>_<entry id>``, since two
+    partitions can hand out the same entry id in the same millisecond."""
+    return f"evt_{entry_id}" if partition is None else f"evt_p{partition}_{entry_id}"
+
+
 def parse_entry(
-    entry_id: str, fields: Mapping[bytes, bytes], read_at_s: float, rules: EventRules = ACCEPT_ALL
+    entry_id: str,
+    fields: Mapping[bytes, bytes],
+    read_at_s: float,
+    rules: EventRules = ACCEPT_ALL,
+    partition: int | None = None,
 ) -> Event:
-    """The event a stream entry holds; raises InvalidEventError whose message is the reason."""
+    """The event a stream entry holds; raises InvalidEventError whose message is the reason.
+    ``partition`` is the stream's index when the stream is partitioned, else None."""
     text = _decode_fields(fields)
     event_type = _required(text, "type", EVENT_TYPE)
     if rules.known_types is not None and event_type not in rules.known_types:
@@ -94,7 +105,7 @@ def parse_entry(
         raise InvalidEventError(f"data must be a JSON object, got {type(data).__name__}")
     event_id = text.get("id")
     if event_id is None:
-        event_id = f"evt_{entry_id}"
+        event_id = default_event_id(entry_id, partition)
     elif not EVENT_ID.fullmatch(event_id):
         raise InvalidEventError("id must be 1-256 printable ASCII characters without spaces")
     ts = text.get("ts")

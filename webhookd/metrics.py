@@ -20,3 +20,18 @@ DEFERRED = Counter(
     "webhookd_deliveries_deferred_total",
     "Deliveries put back in the retry set because their endpoint's queue was full",
 )
+EVENTS_DUPLICATE = Counter(
+    "webhookd_events_duplicate_total",
+    "Entries acknowledged without delivery: their event id was already taken by the same event",
+)
+EVENTS_ID_CONFLICT = Counter(
+    "webhookd_events_id_conflict_total",
+    "Entries dead-lettered: their event id was already taken by a different event",
+)
+GROUPS_RECREATED = Counter(
+    "webhookd_consumer_groups_recreated_total", "Consumer groups recreated after NOGROUP"
+)
+RECORD_POISONED = Counter(
+    "webhookd_record_units_dead_lettered_total",
+    "Delivery outcomes Redis kept refusing, dead-lettered with the reason",
+)

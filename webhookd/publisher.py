@@ -6,13 +6,20 @@ import json
 import zlib
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import ClusterNode
 
 from webhookd.errors import InvalidEventError
-from webhookd.events import EVENT_ID, EVENT_TYPE, VENDOR_ID
+from webhookd.events import EVENT_ID, EVENT_TYPE, VENDOR_ID, default_event_id
 
 DEFAULT_STREAM = "webhookd:events"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    parts = urlsplit(f"redis://{text}")
+    return parts.hostname or "localhost", parts.port or 6379
 
 
 def partition_of(vendor: str, partitions: int) -> int:
@@ -39,7 +46,13 @@ def entry_fields(
 
 
 class Publisher:
-    def __init__(self, client: redis.Redis, *, stream: str = DEFAULT_STREAM, partitions: int = 1):
+    def __init__(
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        *,
+        stream: str = DEFAULT_STREAM,
+        partitions: int = 1,
+    ):
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self._redis = client
@@ -48,22 +61,35 @@ class Publisher:
 
     @classmethod
     def from_url(cls, url: str, *, stream: str = DEFAULT_STREAM, partitions: int = 1) -> Publisher:
-        return cls(redis.Redis.from_url(url), stream=stream, partitions=partitions)
+        """On ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://host:port,…``."""
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("redis+cluster", "rediss+cluster"):
+            return cls(redis.Redis.from_url(url), stream=stream, partitions=partitions)
+        authority, _, _ = rest.partition("/")
+        credentials, _, hosts = authority.rpartition("@")
+        nodes = [ClusterNode(*_host_port(host)) for host in hosts.split(",")]  # type: ignore[no-untyped-call]
+        login = f"{credentials}@" if credentials else ""
+        plain = f"{scheme.removesuffix('+cluster')}://{login}{hosts.split(',')[0]}"
+        client = redis.RedisCluster.from_url(plain, startup_nodes=nodes)
+        return cls(client, stream=stream, partitions=partitions)
+
+    def partition_for(self, vendor: str) -> int | None:
+        return None if self._partitions == 1 else partition_of(vendor, self._partitions)
 
     def stream_for(self, vendor: str) -> str:
-        if self._partitions == 1:
-            return self._stream
-        return f"{self._stream}:{partition_of(vendor, self._partitions)}"
+        partition = self.partition_for(vendor)
+        return self._stream if partition is None else f"{self._stream}:{partition}"
 
     def publish(
         self, type: str, *, vendor: str, data: Mapping[str, Any], id: str | None = None
     ) -> str:
-        """XADD one event; returns its event id (``evt_`` + the entry id when none is given)."""
+        """XADD one event; returns its event id (the default one when none is given)."""
         fields = entry_fields(type, vendor, data, id)
         entry_id = self._redis.xadd(self.stream_for(vendor), fields)  # type: ignore[arg-type]
         if id is not None:
             return id
-        return "evt_" + (entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id))
+        text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        return default_event_id(text, self.partition_for(vendor))
 
     def close(self) -> None:
         self._redis.close()

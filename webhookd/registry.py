@@ -1,8 +1,11 @@
 """Endpoints in Redis, and the daemon's in-process view of them.
 
 ``p:endpoints`` (HASH id -> endpoint JSON, secrets sealed by the vault) holds every
-endpoint; ``p:endpoints:version`` counts changes, so a daemon re-reads the table only
-when it moved.
+endpoint; ``{p:endpoints}:version`` is a random token replaced on every change, so a
+daemon re-reads the table only when it moved (a token, not a counter: a Redis that comes
+back empty and counts again from 0 would repeat old versions). The two share a slot (the version's hash tag is the table's name), so
+writing both in one transaction works on Redis Cluster too; every daemon reads them
+with plain commands, from whichever partition's work needs them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import coredis
-
 from webhookd.catalog import Catalog, load_catalog
 from webhookd.config import Settings
+from webhookd.connection import RedisClient, translated
 from webhookd.endpoints import (
     SIGNING_SCHEMES,
     Endpoint,
@@ -49,7 +51,7 @@ def random_signing_key() -> str:
     return new_signing_key(secrets.token_bytes(ED25519_SEED_BYTES))
 
 
-def registry_for(client: coredis.Redis[bytes], settings: Settings) -> Registry:
+def registry_for(client: RedisClient, settings: Settings) -> Registry:
     """The registry as configured: URL policy, event catalog, master key, rotation grace."""
     policy = UrlPolicy(
         require_https=settings.delivery.require_https,
@@ -81,7 +83,7 @@ def endpoint_tls(
 class Registry:
     def __init__(
         self,
-        client: coredis.Redis[bytes],
+        client: RedisClient,
         key_prefix: str,
         policy: UrlPolicy,
         *,
@@ -91,7 +93,7 @@ class Registry:
     ) -> None:
         self._redis = client
         self._key = f"{key_prefix}:endpoints"
-        self._version_key = f"{key_prefix}:endpoints:version"
+        self._version_key = "{" + self._key + "}:version"
         self.policy = policy
         self.vault = vault
         self.catalog = catalog
@@ -134,26 +136,31 @@ class Registry:
         return endpoint
 
     async def save(self, endpoint: Endpoint) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._key, {endpoint.id: endpoint.to_json(self.vault)})
-            pipe.incr(self._version_key)
+        with translated("save endpoint"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, {endpoint.id: endpoint.to_json(self.vault)})
+                pipe.set(self._version_key, secrets.token_hex(8))
 
     async def get(self, endpoint_id: str) -> Endpoint:
-        raw = await self._redis.hget(self._key, endpoint_id)
+        with translated("read endpoint"):
+            raw = await self._redis.hget(self._key, endpoint_id)
         if raw is None:
             raise EndpointNotFound(f"no endpoint with id {endpoint_id!r}")
         return Endpoint.from_json(raw, self.vault)
 
     async def all(self) -> list[Endpoint]:
-        raw = await self._redis.hgetall(self._key)
+        with translated("read endpoints"):
+            raw = await self._redis.hgetall(self._key)
         endpoints = [Endpoint.from_json(value, self.vault) for value in raw.values()]
         return sorted(endpoints, key=lambda e: (e.vendor, e.created_at, e.id))
 
     async def remove(self, endpoint_id: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            removed = pipe.hdel(self._key, [endpoint_id])
-            pipe.incr(self._version_key)
-        if not await removed:
+        with translated("remove endpoint"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                removed = pipe.hdel(self._key, [endpoint_id])
+                pipe.set(self._version_key, secrets.token_hex(8))
+            gone = await removed
+        if not gone:
             raise EndpointNotFound(f"no endpoint with id {endpoint_id!r}")
 
     async def set_enabled(self, endpoint_id: str, enabled: bool, reason: str = "") -> Endpoint:
@@ -208,7 +215,8 @@ class Registry:
         An endpoint that no configured key opens stops the run, naming it, before
         anything is written.
         """
-        raw = await self._redis.hgetall(self._key)
+        with translated("read endpoints"):
+            raw = await self._redis.hgetall(self._key)
         endpoints = [Endpoint.from_json(value, self.vault) for value in raw.values()]
         locked = [e for e in endpoints if e.locked]
         if locked:
@@ -219,13 +227,16 @@ class Registry:
         stale = [e for e, value in zip(endpoints, raw.values(), strict=True)
                  if not self.vault.is_current(_sealed_of(value))]  # fmt: skip
         if stale:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key, {e.id: e.to_json(self.vault) for e in stale})
-                pipe.incr(self._version_key)
+            with translated("save endpoints"):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(self._key, {e.id: e.to_json(self.vault) for e in stale})
+                    pipe.set(self._version_key, secrets.token_hex(8))
         return len(stale)
 
-    async def version(self) -> int:
-        return int(await self._redis.get(self._version_key) or 0)
+    async def version(self) -> str:
+        with translated("read endpoints version"):
+            token = await self._redis.get(self._version_key)
+        return "" if token is None else token.decode()
 
 
 def _sealed_of(stored: bytes | str) -> str:
@@ -239,7 +250,7 @@ class EndpointTable:
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
-        self._version = -1
+        self._version: str | None = None
         self._by_id: dict[str, Endpoint] = {}
         self._by_vendor: dict[str, list[Endpoint]] = {}
 

@@ -15,7 +15,7 @@ import pytest
 import redis
 import trio
 from click.testing import CliRunner
-from conftest import daemon_config
+from conftest import daemon_config, recorded_states
 from webhook_receiver import Receiver, Reply
 
 from webhookd.cli import cli
@@ -190,11 +190,7 @@ async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
     finally:
         process.kill()
     assert redis_client.xpending(stream, "webhookd")["pending"] == 0
-    states = [
-        json.loads(value)["state"]
-        for key in redis_client.scan_iter(f"{key_prefix}:event:*")
-        for value in redis_client.hvals(key)
-    ]
+    states = [state["state"] for state in recorded_states(redis_client, stream)]
     assert states == ["delivered"] * 5
 
 

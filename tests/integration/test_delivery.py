@@ -19,8 +19,10 @@ from webhook_receiver import Receiver, Reply
 import webhookd
 from webhookd.config import Settings
 from webhookd.connection import open_client
+from webhookd.keyspace import PartitionKeys
 from webhookd.publisher import Publisher
-from webhookd.queue import Queue
+from webhookd.redrive import redrive
+from webhookd.store import Store
 from webhookd.verify import verify
 
 ORDER = {
@@ -178,21 +180,22 @@ async def test_a_scheduled_retry_survives_a_restart(
     redis_client: redis.Redis,
 ) -> None:
     settings = make_settings(retry={"schedule": [0.5], "jitter": 0})
+    keys = PartitionKeys(settings.stream.name)
     receiver.script("/hook", Reply(status=500))
     async with running_daemon(settings) as daemon:
-        await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
+        endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            await until(lambda: redis_client.zcard(f"{settings.redis.key_prefix}:retry"))
+            await until(lambda: redis_client.zcard(keys.retry))
         daemon.abort()
     assert len(receiver.requests) == 1
     async with running_daemon(settings):
         with trio.fail_after(10):
             _, second = await receiver.wait_for(2)
-            await until(lambda: not redis_client.zcard(f"{settings.redis.key_prefix}:retry"))
+            await until(lambda: not redis_client.zcard(keys.retry))
     assert second.headers["x-event-id"] == event_id
-    state = json.loads(redis_client.hvals(f"{settings.redis.key_prefix}:event:{event_id}")[0])
+    state = json.loads(redis_client.hget(keys.event(event_id), endpoint.id))
     assert (state["state"], state["attempts"]) == ("delivered", 2)
 
 
@@ -211,7 +214,7 @@ async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded
     # A consumer reads the entry, delivers to one endpoint, records it, and dies.
     redis_client.xreadgroup(group, "crashed-consumer", {stream: ">"})
     record = json.dumps({"endpoint_id": done.id, "state": "delivered", "attempts": 1})
-    redis_client.hset(f"{settings.redis.key_prefix}:event:{event_id}", done.id, record)
+    redis_client.hset(PartitionKeys(stream).event(event_id), done.id, record)
     async with running_daemon(settings):
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1, "/pending")
@@ -232,7 +235,7 @@ async def test_dead_letters_can_be_redriven(
         with trio.fail_after(10):
             await receiver.wait_for(1)
             await until(lambda: redis_client.xlen(settings.stream.dead) == 2)
-            assert await daemon.queue.redrive(time.time()) == 1
+            assert await redrive(daemon.store, time.time()) == 1
             _, again = await receiver.wait_for(2)
     assert again.headers["x-event-id"] == event_id
     assert json.loads(again.body)["data"] == ORDER
@@ -303,9 +306,10 @@ async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
     unread_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 4})
     assert settings.redis.url
     async with open_client(settings.redis.url) as client:
-        queue = Queue(client, settings.stream, settings.redis.key_prefix, 60.0)
-        assert await queue.trim(time.time(), 60.0) == 0  # all younger than 60 s
-        assert await queue.trim(time.time() + 3600, 60.0) == 3
+        store = Store(client, settings.stream, settings.redis.key_prefix, 60.0)
+        stream = settings.stream.name
+        assert await store.trim(stream, time.time(), 60.0) == 0  # all younger than 60 s
+        assert await store.trim(stream, time.time() + 3600, 60.0) == 3
     left = [f"evt_{entry_id}" for entry_id, _ in redis_client.xrange(stream)]
     assert left == [pending_id, unread_id]
 

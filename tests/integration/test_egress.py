@@ -6,14 +6,13 @@ refusal is proven by the receiver never seeing a connection, not only by an erro
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 
 import pytest
 import redis
 import trio
-from conftest import running_daemon, until
+from conftest import recorded_attempts, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -212,6 +211,6 @@ async def test_a_refused_target_fails_the_attempt_with_a_clear_error(
         "delivery.allow_private_targets is false"
     )
     assert expected in dead["last_error"]
-    attempts = redis_client.lrange(f"{strict.redis.key_prefix}:attempts:{event_id}", 0, -1)
-    errors = [json.loads(attempt)["error"] for attempt in attempts]
+    attempts = recorded_attempts(redis_client, strict.stream.name, event_id)
+    errors = [attempt["error"] for attempt in attempts]
     assert len(errors) == 2 and all(expected in error for error in errors)

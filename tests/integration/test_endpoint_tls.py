@@ -13,7 +13,7 @@ import redis
 import trio
 import trustme
 from click.testing import CliRunner
-from conftest import daemon_config, running_daemon, until
+from conftest import daemon_config, recorded_states, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.cli import cli
@@ -65,11 +65,7 @@ async def publish_and_settle(settings: Settings, redis_client: redis.Redis, coun
     publisher.close()
 
     def settled() -> bool:
-        states = [
-            json.loads(v)["state"]
-            for key in redis_client.scan_iter(f"{settings.redis.key_prefix}:event:*")
-            for v in redis_client.hvals(key)
-        ]
+        states = [s["state"] for s in recorded_states(redis_client, settings.stream.name)]
         return len(states) == count and "scheduled" not in states
 
     with trio.fail_after(GUARD_S):

@@ -1,4 +1,4 @@
-"""One delivery: its request headers, the record ops of each outcome, its payload at rest."""
+"""The delivery core's values: request headers, the writes of each outcome, payloads at rest."""
 
 from __future__ import annotations
 
@@ -6,25 +6,33 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from webhookd import __version__
-from webhookd.delivery import (
+from webhookd.endpoints import Endpoint, RetiredSecret
+from webhookd.events import Event, parse_entry, render_body
+from webhookd.keyspace import PartitionKeys, encode_record, state_json
+from webhookd.model import (
+    AckEntry,
+    AddDeadLetter,
     AttemptRecord,
+    ClearRetry,
     Delivery,
     EntryRef,
-    Op,
-    dead_ops,
-    malformed_ops,
-    record_ops,
-    request_headers,
+    RecordAttempt,
+    ScheduleRetry,
+    Write,
+    dead_letter,
+    from_dead_letter,
+    malformed_writes,
+    outcome_writes,
 )
-from webhookd.events import Event, parse_entry, render_body
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt
+from webhookd.sender import STATIC_HEADERS, request_headers
+from webhookd.signing import new_secret
 from webhookd.verify import verify
 
 CONTRACT_HEADERS = {
@@ -40,35 +48,22 @@ CONTRACT_HEADERS = {
 }
 KEY, OLD_KEY = b"n" * 32, b"o" * 40
 NOW = 1_714_559_696
-DEAD = "webhookd:dead"
+STREAM = "webhookd:events"
 EVENT = parse_entry(
     "1714559696000-0",
     {b"type": b"order.created", b"vendor": b"v_1", b"data": '{"name":"Café"}'.encode()},
     NOW + 0.25,
 )
 
-# Arity of each op in lua/record.lua (the op name included).
-OP_ARITY = {"attempt": 5, "schedule": 4, "settle": 2, "dead": 3, "ack": 3}
+
+def endpoint_with(*keys: bytes) -> Endpoint:
+    """An endpoint whose current secret is the first key and the rest are retired."""
+    retired = tuple(RetiredSecret(new_secret(k), NOW + 3600.0) for k in keys[1:])
+    return Endpoint("ep_1", "v_1", "https://example.com/", new_secret(keys[0]), retired=retired)
 
 
-def split_ops(ops: list[Op]) -> list[list[Op]]:
-    """Read an op list the way record.lua does; fail on anything it would refuse."""
-    assert all(isinstance(arg, str | int | float) for arg in ops)
-    out, i = [], 0
-    while i < len(ops):
-        name = ops[i]
-        assert name in OP_ARITY, f"record.lua has no op {name!r}"
-        arity = OP_ARITY[str(name)]
-        assert i + arity <= len(ops), f"op {name!r} is cut short"
-        out.append(list(ops[i : i + arity]))
-        i += arity
-    return out
-
-
-def dead_fields(op: list[Op]) -> dict[str, str]:
-    pairs = json.loads(str(op[2]))
-    assert all(len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in pairs)
-    return dict(pairs)
+def all_headers(keys: list[bytes]) -> list[tuple[str, str]]:
+    return [*STATIC_HEADERS, *request_headers(EVENT, endpoint_with(*keys), NOW)]
 
 
 def contract_signatures(keys: list[bytes], event: Event, timestamp: int) -> tuple[str, str]:
@@ -88,7 +83,7 @@ def contract_signatures(keys: list[bytes], event: Event, timestamp: int) -> tupl
 
 
 def test_request_headers_are_exactly_the_contract_headers() -> None:
-    headers = request_headers(EVENT, [KEY], NOW)
+    headers = all_headers([KEY])
     names = [name for name, _ in headers]
 
     assert len(names) == len(set(names))
@@ -110,7 +105,7 @@ def test_request_headers_are_exactly_the_contract_headers() -> None:
 
 
 def test_during_rotation_every_live_key_signs() -> None:
-    values = dict(request_headers(EVENT, [KEY, OLD_KEY], NOW))
+    values = dict(all_headers([KEY, OLD_KEY]))
     x, v1 = contract_signatures([KEY, OLD_KEY], EVENT, NOW)
     assert (values["X-Signature"], values["webhook-signature"]) == (x, v1)
     assert len(values["webhook-signature"].split(" ")) == 2
@@ -118,7 +113,7 @@ def test_during_rotation_every_live_key_signs() -> None:
 
 @pytest.mark.parametrize("key", [KEY, OLD_KEY])
 def test_a_receiver_verifies_the_request(key: bytes) -> None:
-    headers = dict(request_headers(EVENT, [KEY, OLD_KEY], NOW))
+    headers = dict(all_headers([KEY, OLD_KEY]))
     secret = "whsec_" + base64.b64encode(key).decode()
     payload = verify(EVENT.body, headers, secret, now=NOW)
     assert payload == {
@@ -130,17 +125,19 @@ def test_a_receiver_verifies_the_request(key: bytes) -> None:
 
 
 def test_header_names_and_values_are_ascii() -> None:
-    for name, value in request_headers(EVENT, [KEY], NOW):
+    for name, value in all_headers([KEY]):
         name.encode("ascii")
         value.encode("ascii")
 
 
-# --- record ops ------------------------------------------------------------------------
+# --- writes ----------------------------------------------------------------------------
+
+ORIGIN = EntryRef(STREAM, "1714559696000-0")
 
 
 def delivery(scheduled: bool = False, attempts_made: int = 0) -> Delivery:
-    entry = None if scheduled else EntryRef("webhookd:events", "1714559696000-0")
-    return Delivery(EVENT, "ep_1", attempts_made, entry=entry, scheduled=scheduled)
+    acks = None if scheduled else ORIGIN
+    return Delivery(EVENT, "ep_1", ORIGIN, attempts_made, acks=acks, scheduled=scheduled)
 
 
 def attempt(number: int, status: int | None, error: str | None = None) -> AttemptRecord:
@@ -148,59 +145,56 @@ def attempt(number: int, status: int | None, error: str | None = None) -> Attemp
     return AttemptRecord(number, NOW + 0.5, 0.0123, result, "nope" if status else "")
 
 
-def check_attempt_op(op: list[Op], state: str, number: int, status: int | None) -> dict[str, Any]:
-    assert op[:3] == ["attempt", EVENT.id, "ep_1"]
-    recorded_state = json.loads(str(op[3]))
-    assert recorded_state["endpoint_id"] == "ep_1"
-    assert recorded_state["state"] == state
-    assert recorded_state["attempts"] == number
-    assert recorded_state["last_status"] == status
-    record = json.loads(str(op[4]))
-    assert record["endpoint_id"] == "ep_1"
-    assert record["attempt"] == number
-    assert record["status"] == status
+def check_record(write: Write, state: str, number: int, status: int | None) -> dict[str, object]:
+    assert isinstance(write, RecordAttempt)
+    assert write.state == state and write.attempt is not None
+    recorded = json.loads(state_json(write))
+    assert recorded["endpoint_id"] == "ep_1"
+    assert (recorded["state"], recorded["attempts"], recorded["last_status"]) == (
+        state, number, status)  # fmt: skip
+    assert recorded["origin"] == [STREAM, "1714559696000-0"]
+    record = json.loads(write.attempt.to_json("ep_1"))
+    assert (record["endpoint_id"], record["attempt"], record["status"]) == ("ep_1", number, status)
     assert record["at"] == "2024-05-01T10:34:56.500Z"
     assert record["duration_ms"] == 12.3
-    return recorded_state
+    return dict(recorded)
 
 
 @pytest.mark.parametrize("scheduled", [False, True])
-def test_delivered_records_the_attempt_and_settles_a_scheduled_retry(scheduled: bool) -> None:
-    ops = split_ops(record_ops(delivery(scheduled), Delivered(200), attempt(1, 200), DEAD))
+def test_delivered_records_the_attempt_and_clears_a_scheduled_retry(scheduled: bool) -> None:
+    writes = outcome_writes(delivery(scheduled), Delivered(200), attempt(1, 200))
 
-    check_attempt_op(ops[0], "delivered", 1, 200)
-    assert ops[1:] == ([["settle", "ep_1:" + EVENT.id]] if scheduled else [])
+    check_record(writes[0], "delivered", 1, 200)
+    assert writes[1:] == ([ClearRetry(STREAM, "ep_1:" + EVENT.id)] if scheduled else [])
 
 
 @pytest.mark.parametrize("scheduled", [False, True])
-def test_retry_records_the_attempt_and_schedules_the_payload(scheduled: bool) -> None:
+def test_retry_records_the_attempt_and_schedules_the_delivery(scheduled: bool) -> None:
     outcome = RetryAt(due_s=NOW + 2.5, delay_s=2.0)
     the_delivery = delivery(scheduled, attempts_made=1 if scheduled else 0)
     number = the_delivery.attempts_made + 1
 
-    ops = split_ops(record_ops(the_delivery, outcome, attempt(number, 503), DEAD))
+    writes = outcome_writes(the_delivery, outcome, attempt(number, 503))
 
-    state = check_attempt_op(ops[0], "scheduled", number, 503)
+    state = check_record(writes[0], "scheduled", number, 503)
     assert state["next_attempt_at"] == "2024-05-01T10:34:58.500Z"
-    assert len(ops) == 2
-    name, member, due_ms, payload = ops[1]
-    assert (name, member) == ("schedule", "ep_1:" + EVENT.id)
-    assert due_ms == str(int((NOW + 2.5) * 1000))  # whole milliseconds, as Redis takes them
-    back = Delivery.from_payload(str(payload))
+    [schedule] = writes[1:]
+    assert isinstance(schedule, ScheduleRetry)
+    assert schedule.due_s == NOW + 2.5
+    back = Delivery.from_payload(schedule.delivery.to_payload(), STREAM)
     assert (back.event, back.endpoint_id, back.attempts_made) == (EVENT, "ep_1", number)
-    assert back.scheduled
+    assert back.scheduled and back.origin == ORIGIN and back.acks is None
 
 
 @pytest.mark.parametrize("scheduled", [False, True])
 def test_dead_letter_writes_the_contract_fields(scheduled: bool) -> None:
     outcome = DeadLetter("gave up after 6 attempts: HTTP 500")
 
-    ops = split_ops(record_ops(delivery(scheduled, 5), outcome, attempt(6, 500), DEAD))
+    writes = outcome_writes(delivery(scheduled, 5), outcome, attempt(6, 500))
 
-    check_attempt_op(ops[0], "dead", 6, 500)
-    assert ops[1][:2] == ["dead", DEAD]
-    fields = dead_fields(ops[1])
-    assert fields == {
+    check_record(writes[0], "dead", 6, 500)
+    assert isinstance(writes[1], AddDeadLetter)
+    assert dict(writes[1].fields) == {
         "event_id": EVENT.id,
         "endpoint_id": "ep_1",
         "attempts": "6",
@@ -211,52 +205,57 @@ def test_dead_letter_writes_the_contract_fields(scheduled: bool) -> None:
         "vendor": "v_1",
         "timestamp": EVENT.timestamp,
         "body": EVENT.body.decode(),
+        "stream": STREAM,
+        "entry_id": "1714559696000-0",
     }
-    assert ops[2:] == ([["settle", "ep_1:" + EVENT.id]] if scheduled else [])
+    assert writes[2:] == ([ClearRetry(STREAM, "ep_1:" + EVENT.id)] if scheduled else [])
 
 
 def test_dead_letter_after_a_connection_error_has_an_empty_status() -> None:
-    ops = split_ops(
-        record_ops(delivery(True, 5), DeadLetter("x"), attempt(6, None, "timed out"), DEAD)
-    )
-    state = check_attempt_op(ops[0], "dead", 6, None)
+    writes = outcome_writes(delivery(True, 5), DeadLetter("x"), attempt(6, None, "timed out"))
+    state = check_record(writes[0], "dead", 6, None)
     assert state["last_error"] == "timed out"
-    fields = dead_fields(ops[1])
+    assert isinstance(writes[1], AddDeadLetter)
+    fields = dict(writes[1].fields)
     assert (fields["last_status"], fields["last_error"]) == ("", "timed out")
 
 
 def test_gone_dead_letters_with_the_410_reason() -> None:
-    ops = split_ops(record_ops(delivery(), Gone(), attempt(1, 410), DEAD))
+    writes = outcome_writes(delivery(), Gone(), attempt(1, 410))
 
-    check_attempt_op(ops[0], "gone", 1, 410)
-    assert len(ops) == 2
-    fields = dead_fields(ops[1])
+    check_record(writes[0], "gone", 1, 410)
+    assert len(writes) == 2 and isinstance(writes[1], AddDeadLetter)
+    fields = dict(writes[1].fields)
     assert fields["last_status"] == "410"
-    assert "410" in fields["reason"]
-    assert "disabled" in fields["reason"]
+    assert "410" in fields["reason"] and "disabled" in fields["reason"]
 
 
-def test_dead_ops_alone() -> None:
-    ops = split_ops(dead_ops(delivery(True, 2), attempt(3, 502), "endpoint removed", "d"))
-    assert [op[0] for op in ops] == ["dead", "settle"]
-    assert ops[0][1] == "d"
-    assert dead_fields(ops[0])["reason"] == "endpoint removed"
+def test_a_dead_letter_redrives_to_its_partition_as_a_fresh_delivery() -> None:
+    letter = dead_letter(delivery(True, 5), attempt(6, 500), "gave up")
+    back = from_dead_letter(dict(letter.fields), "elsewhere")
+    assert back == Delivery(EVENT, "ep_1", ORIGIN, 0, scheduled=True)
+    older = {k: v for k, v in letter.fields if k not in ("stream", "entry_id")}
+    assert from_dead_letter(older, "elsewhere") == Delivery(
+        EVENT, "ep_1", EntryRef("elsewhere", ""), 0, scheduled=True
+    )
+    assert from_dead_letter({"reason": "missing field 'type'"}, STREAM) is None
 
 
 def test_malformed_entry_is_dead_lettered_then_acked() -> None:
     entry = EntryRef("webhookd:events:3", "1-0")
     raw = {"type": "order created", "vendor": "v_1", "data": "{}"}
 
-    ops = split_ops(malformed_ops(entry, raw, "field 'type' is not valid", DEAD))
+    writes = malformed_writes(entry, raw, "field 'type' is not valid")
 
-    assert [op[0] for op in ops] == ["dead", "ack"]
-    assert ops[1] == ["ack", "webhookd:events:3", "1-0"]
-    assert dead_fields(ops[0]) == {
-        "reason": "field 'type' is not valid",
-        "source_stream": "webhookd:events:3",
-        "source_id": "1-0",
-        "entry": json.dumps(raw, ensure_ascii=False),
-    }
+    assert writes == [
+        AddDeadLetter((
+            ("reason", "field 'type' is not valid"),
+            ("source_stream", "webhookd:events:3"),
+            ("source_id", "1-0"),
+            ("entry", json.dumps(raw, ensure_ascii=False)),
+        )),
+        AckEntry(entry),
+    ]  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None)
@@ -270,7 +269,7 @@ def test_malformed_entry_is_dead_lettered_then_acked() -> None:
     error=st.none() | st.text(max_size=30),
     excerpt=st.text(max_size=50),
 )
-def test_every_outcome_gives_ops_record_lua_can_read(
+def test_every_outcome_encodes_for_record_lua(
     outcome: Outcome,
     scheduled: bool,
     number: int,
@@ -278,16 +277,16 @@ def test_every_outcome_gives_ops_record_lua_can_read(
     error: str | None,
     excerpt: str,
 ) -> None:
+    """Every key the script touches is in KEYS (one hash tag), and ops index only KEYS."""
     record = AttemptRecord(number, NOW, 0.1, AttemptResult(status, error), excerpt)
-    ops = split_ops(record_ops(delivery(scheduled), outcome, record, DEAD))
-    assert ops[0][0] == "attempt"
-    assert json.loads(str(ops[0][4]))["response"] == excerpt
-    for op in ops:
-        if op[0] == "dead":
-            fields = dead_fields(op)
-            assert {"event_id", "endpoint_id", "attempts", "last_status", "last_error"} <= set(
-                fields
-            )
+    writes = outcome_writes(delivery(scheduled), outcome, record)
+    partition_writes = [w for w in writes if not isinstance(w, AddDeadLetter)]
+    keys, [ops_json] = encode_record(PartitionKeys(STREAM), [*partition_writes, AckEntry(ORIGIN)])
+    assert all(k == STREAM or k.startswith("{" + STREAM + "}:") for k in keys)
+    ops = json.loads(ops_json)
+    assert ops[0] == "a" and keys[ops[1] - 1] == PartitionKeys(STREAM).event(EVENT.id)
+    assert json.loads(ops[5])["response"] == excerpt
+    assert ops[-2:] == ["k", ORIGIN.entry_id]
 
 
 # --- payload at rest -------------------------------------------------------------------
@@ -314,10 +313,11 @@ events = st.builds(
     event=events, endpoint_id=st.text(ALNUM, min_size=1, max_size=20), attempts=st.integers(0, 50)
 )
 def test_payload_round_trip(event: Event, endpoint_id: str, attempts: int) -> None:
-    original = Delivery(event, endpoint_id, 0, entry=EntryRef("s", "1-0"), scheduled=False)
+    origin = EntryRef("s", "1-0")
+    original = Delivery(event, endpoint_id, origin, attempts, acks=origin, scheduled=False)
 
-    back = Delivery.from_payload(original.to_payload(attempts))
+    back = Delivery.from_payload(original.to_payload(), "s")
 
-    assert back == Delivery(event, endpoint_id, attempts, entry=None, scheduled=True)
+    assert back == Delivery(event, endpoint_id, origin, attempts, acks=None, scheduled=True)
     assert back.member == f"{endpoint_id}:{event.id}"
     assert back.member.split(":", 1) == [endpoint_id, event.id]

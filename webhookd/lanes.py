@@ -1,0 +1,103 @@
+"""Per-endpoint lanes: deliveries wait in their endpoint's queue and a few workers per
+endpoint drain it, instead of one task per delivery.
+
+Two bounds: ``delivery.max_in_flight`` deliveries in the whole process (``admit`` waits
+for room, which is how intake and the scheduler feel back-pressure), and a queue per
+endpoint of ``factor`` times its concurrency, beyond which ``offer`` refuses so that one
+slow endpoint cannot take every slot (the caller defers the delivery to the retry set).
+Workers are started when a lane has work and fewer workers than its concurrency, and
+stop when it is empty.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from webhookd.model import Delivery
+
+Work = Callable[[Delivery], Awaitable[None]]
+
+
+class _Lane:
+    __slots__ = ("queue", "workers")
+
+    def __init__(self) -> None:
+        self.queue: deque[Delivery] = deque()
+        self.workers = 0
+
+
+class Lanes:
+    def __init__(self, work: Work, *, max_in_flight: int, queue_factor: int) -> None:
+        self._work = work
+        self._slots = trio.Semaphore(max_in_flight)
+        self._queue_factor = queue_factor
+        self._lanes: dict[str, _Lane] = {}
+        self._nursery: trio.Nursery | None = None
+        self._active = 0  # deliveries queued or being worked on
+        self._all_done = trio.Event()
+
+    @property
+    def room(self) -> int:
+        """How many more deliveries the process takes before ``admit`` waits."""
+        return self._slots.value
+
+    def queued(self, endpoint_id: str) -> int:
+        lane = self._lanes.get(endpoint_id)
+        return 0 if lane is None else len(lane.queue) + lane.workers
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Own the workers; cancelling this cancels every delivery in flight."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def admit(self) -> None:
+        """Wait for room for one more delivery in this process."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
+
+    def offer(self, delivery: Delivery, concurrency: int) -> bool:
+        """Queue an admitted delivery on its endpoint's lane; False (and the slot given
+        back) when the lane is full."""
+        lane = self._lanes.get(delivery.endpoint_id)
+        if lane is None:
+            lane = self._lanes[delivery.endpoint_id] = _Lane()
+        if len(lane.queue) + lane.workers >= concurrency * self._queue_factor:
+            self._slots.release()
+            return False
+        lane.queue.append(delivery)
+        self._active += 1
+        if lane.workers < concurrency:
+            assert self._nursery is not None, "Lanes.run must be started first"
+            lane.workers += 1
+            self._nursery.start_soon(self._drain, delivery.endpoint_id, lane)
+        return True
+
+    async def drained(self, grace_s: float) -> None:
+        """Wait, at most ``grace_s``, until nothing is queued or in flight."""
+        with trio.move_on_after(grace_s):
+            while self._active:
+                self._all_done = trio.Event()
+                await self._all_done.wait()
+
+    async def _drain(self, endpoint_id: str, lane: _Lane) -> None:
+        try:
+            while lane.queue:
+                delivery = lane.queue.popleft()
+                try:
+                    await self._work(delivery)
+                finally:
+                    self._slots.release()
+                    self._active -= 1
+                    if not self._active:
+                        self._all_done.set()
+        finally:
+            lane.workers -= 1
+            if not lane.workers and not lane.queue:
+                del self._lanes[endpoint_id]

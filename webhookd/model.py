@@ -1,0 +1,245 @@
+"""The delivery core's values: a delivery, one attempt's record, and the writes that make
+an outcome durable.
+
+Pure: no I/O, no clock. The path a delivery takes reads as one line of these values::
+
+    Event --fan-out--> Delivery --attempt--> AttemptRecord + Outcome --outcome_writes--> Writes
+
+A write names *what* must become durable (record an attempt, schedule a retry, add a
+dead letter, ack an entry); ``webhookd.store`` alone knows the Redis keys and commands
+that do it. Writes of one delivery are applied in order, and an entry's ack after the
+writes of every delivery it produced.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from webhookd.events import Event, format_timestamp
+from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
+
+GONE_REASON = "endpoint answered 410 Gone and was disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRef:
+    """A stream entry: where an event was published, and what is acked once it settles."""
+
+    stream: str
+    entry_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one endpoint. ``origin`` is the entry the event came from: its stream
+    is the partition whose keys hold this delivery's retry and records."""
+
+    event: Event
+    endpoint_id: str
+    origin: EntryRef
+    attempts_made: int = 0
+    acks: EntryRef | None = None  # a first attempt: the entry to ack once all its deliveries settle
+    scheduled: bool = False  # it sits in the retry set and must be cleared from it when settled
+
+    @property
+    def member(self) -> str:
+        """Its name in the retry set; endpoint ids never hold a colon, so it splits back."""
+        return f"{self.endpoint_id}:{self.event.id}"
+
+    @property
+    def stream(self) -> str:
+        return self.origin.stream
+
+    def attempted(self) -> Delivery:
+        """The same delivery once one more attempt has been made."""
+        return replace(self, attempts_made=self.attempts_made + 1)
+
+    def to_payload(self) -> str:
+        """The delivery at rest in the retry set (its event's body kept as text)."""
+        event = self.event
+        return json.dumps(
+            {
+                "id": event.id,
+                "type": event.type,
+                "vendor": event.vendor,
+                "timestamp": event.timestamp,
+                "body": event.body.decode(),
+                "endpoint_id": self.endpoint_id,
+                "attempts": self.attempts_made,
+                "origin": [self.origin.stream, self.origin.entry_id],
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_payload(cls, payload: str | bytes, stream: str) -> Delivery:
+        """A scheduled delivery read back; raises ValueError, KeyError or TypeError when the
+        payload is not one. ``stream`` is the partition it was found in."""
+        raw = json.loads(payload)
+        origin = raw.get("origin") or [stream, ""]
+        return cls(
+            event=stored_event(raw),
+            endpoint_id=str(raw["endpoint_id"]),
+            origin=EntryRef(str(origin[0]), str(origin[1])),
+            attempts_made=int(raw["attempts"]),
+            scheduled=True,
+        )
+
+
+def stored_event(fields: Mapping[str, str]) -> Event:
+    """An event stored as text (retry payloads, dead letters), its body UTF-8 again."""
+    return Event(fields["id"], fields["type"], fields["vendor"], fields["timestamp"],
+                 fields["body"].encode())  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    number: int
+    started_s: float
+    duration_s: float
+    result: AttemptResult
+    response_excerpt: str
+
+    def to_json(self, endpoint_id: str) -> str:
+        return json.dumps(
+            {
+                "endpoint_id": endpoint_id,
+                "attempt": self.number,
+                "at": format_timestamp(self.started_s),
+                "duration_ms": round(self.duration_s * 1000, 3),
+                "status": self.result.status,
+                "error": self.result.error,
+                "response": self.response_excerpt,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+
+# --- writes: what one outcome asks the store to make durable -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAttempt:
+    """The delivery's state after an attempt, and the attempt itself, in the event's record."""
+
+    delivery: Delivery
+    state: str  # delivered | scheduled | dead | gone | duplicate
+    attempt: AttemptRecord | None
+    next_attempt_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRetry:
+    delivery: Delivery  # attempts_made already counts the attempt just made
+    due_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRetry:
+    stream: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddDeadLetter:
+    fields: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDeadLetter:
+    dead_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AckEntry:
+    entry: EntryRef
+
+
+Write = RecordAttempt | ScheduleRetry | ClearRetry | AddDeadLetter | RemoveDeadLetter | AckEntry
+
+
+def state_name(outcome: Outcome) -> str:
+    match outcome:
+        case Delivered():
+            return "delivered"
+        case RetryAt():
+            return "scheduled"
+        case DeadLetter():
+            return "dead"
+        case Gone():
+            return "gone"
+
+
+def outcome_writes(delivery: Delivery, outcome: Outcome, attempt: AttemptRecord) -> list[Write]:
+    """What makes this attempt's outcome durable; ``delivery`` is the one attempted."""
+    due_s = outcome.due_s if isinstance(outcome, RetryAt) else None
+    writes: list[Write] = [RecordAttempt(delivery, state_name(outcome), attempt, due_s)]
+    match outcome:
+        case RetryAt(due_s=due_s):
+            return [*writes, ScheduleRetry(delivery.attempted(), due_s)]
+        case DeadLetter(reason=reason):
+            writes.append(dead_letter(delivery, attempt, reason))
+        case Gone():
+            writes.append(dead_letter(delivery, attempt, GONE_REASON))
+    if delivery.scheduled:
+        writes.append(ClearRetry(delivery.stream, delivery.member))
+    return writes
+
+
+def dead_letter(delivery: Delivery, attempt: AttemptRecord | None, reason: str) -> AddDeadLetter:
+    """The contract's dead-letter fields, and what a redrive needs to deliver it again."""
+    event = delivery.event
+    result = attempt.result if attempt is not None else None
+    status = "" if result is None or result.status is None else str(result.status)
+    return AddDeadLetter(
+        (
+            ("event_id", event.id),
+            ("endpoint_id", delivery.endpoint_id),
+            ("attempts", str(delivery.attempts_made if attempt is None else attempt.number)),
+            ("last_status", status),
+            ("last_error", "" if result is None else describe(result)),
+            ("reason", reason),
+            ("event_type", event.type),
+            ("vendor", event.vendor),
+            ("timestamp", event.timestamp),
+            ("body", event.body.decode()),
+            ("stream", delivery.origin.stream),
+            ("entry_id", delivery.origin.entry_id),
+        )
+    )
+
+
+def from_dead_letter(fields: Mapping[str, str], default_stream: str) -> Delivery | None:
+    """A fresh delivery (no attempts made) for a dead letter; None for malformed entries,
+    which name no endpoint. Dead letters written before partitions were recorded in them
+    go to ``default_stream``."""
+    renamed = {"id": "event_id", "type": "event_type"}
+    try:
+        keys = ("id", "type", "vendor", "timestamp", "body")
+        event = stored_event({key: fields[renamed.get(key, key)] for key in keys})
+        origin = EntryRef(fields.get("stream") or default_stream, fields.get("entry_id", ""))
+        return Delivery(event, fields["endpoint_id"], origin, scheduled=True)
+    except KeyError:
+        return None
+
+
+def malformed_writes(entry: EntryRef, raw_fields: Mapping[str, str], reason: str) -> list[Write]:
+    """An entry that holds no valid event: kept as a dead letter with the reason, then acked."""
+    fields = (
+        ("reason", reason),
+        ("source_stream", entry.stream),
+        ("source_id", entry.entry_id),
+        ("entry", json.dumps(dict(raw_fields), ensure_ascii=False)),
+    )
+    return [AddDeadLetter(fields), AckEntry(entry)]
+
+
+def unreadable_retry_writes(stream: str, member: str, payload: str, reason: str) -> list[Write]:
+    """A scheduled retry that cannot be read back: keep it as a dead letter, not a loop."""
+    fields = (("reason", f"unreadable scheduled retry: {reason}"), ("member", member),
+              ("payload", payload), ("stream", stream))  # fmt: skip
+    return [AddDeadLetter(fields), ClearRetry(stream, member)]

@@ -1,0 +1,145 @@
+"""Sending one delivery: sign, POST, classify, decide what comes next.
+
+The sender holds no shared state and writes nothing: it turns a delivery and its
+endpoint into an ``Attempted`` value (the attempt's record and its outcome) that the
+caller makes durable. The per-attempt log event ``delivery.attempt`` is the canonical
+record of what happened, bound with the event, endpoint and attempt number.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from webhookd import __version__
+from webhookd.clock import EpochClock
+from webhookd.endpoints import Endpoint
+from webhookd.errors import EndpointError, TransportError
+from webhookd.events import Event
+from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS, DEAD_LETTERS
+from webhookd.model import AttemptRecord, Delivery, state_name
+from webhookd.retry import (
+    AttemptResult,
+    DeadLetter,
+    Gone,
+    Outcome,
+    RetryPolicy,
+    decide,
+    parse_retry_after,
+)
+from webhookd.signing import signature_headers
+from webhookd.tls import TlsContexts
+from webhookd.transport import Transport
+
+log = structlog.get_logger("webhookd.delivery")
+
+USER_AGENT = f"webhookd/{__version__}"
+STATIC_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
+
+
+def request_headers(event: Event, endpoint: Endpoint, now_s: float) -> list[tuple[str, str]]:
+    """The headers that change with every attempt (the static ones are the endpoint's),
+    signed by every key of the endpoint live at ``now_s``."""
+    return [
+        ("X-Event-Type", event.type),
+        ("X-Event-ID", event.id),
+        *signature_headers(
+            endpoint.keys_at(now_s), event.id, int(now_s), event.body, endpoint.signers_at(now_s)
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    delivery: Delivery  # as it was attempted (attempts_made not yet counting this one)
+    record: AttemptRecord
+    outcome: Outcome
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        policy: RetryPolicy,
+        clock: EpochClock,
+        rng: random.Random,
+        timeout_s: float,
+        concurrency: int,
+    ) -> None:
+        self._transport = transport
+        self._policy = policy
+        self._clock = clock
+        self._rng = rng
+        self._timeout_s = timeout_s
+        self._concurrency = concurrency
+        self._tls = TlsContexts()
+
+    async def send(self, delivery: Delivery, endpoint: Endpoint | None) -> Attempted:
+        """One attempt, start to outcome; never raises for the receiver's faults."""
+        if endpoint is None or not endpoint.enabled:
+            return self._not_attempted(delivery, endpoint)
+        record = await self._post(delivery, endpoint)
+        outcome = decide(
+            self._policy, record.result, record.number, self._clock.now_s(), self._rng.random()
+        )
+        return self._logged(Attempted(delivery, record, outcome))
+
+    async def _post(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
+        event = delivery.event
+        started_s = self._clock.now_s()
+        started = trio.current_time()
+        excerpt = ""
+        try:
+            if endpoint.locked:
+                raise EndpointError(f"not sent: {endpoint.locked}")
+            response = await self._transport.post(
+                endpoint.id,
+                endpoint.url,
+                [*STATIC_HEADERS, *request_headers(event, endpoint, started_s)],
+                event.body,
+                size=self._concurrency,
+                timeout_s=self._timeout_s,
+                ssl_context=self._tls.context_for(endpoint),
+            )
+        except (TransportError, EndpointError) as exc:
+            result = AttemptResult(status=None, error=str(exc))
+        else:
+            retry_after = parse_retry_after(
+                response.status, response.header("retry-after"), self._clock.now_s()
+            )
+            result = AttemptResult(status=response.status, error=None, retry_after_s=retry_after)
+            excerpt = response.body.decode("utf-8", "replace")
+        duration = trio.current_time() - started
+        ATTEMPT_SECONDS.observe(duration)
+        return AttemptRecord(delivery.attempts_made + 1, started_s, duration, result, excerpt)
+
+    def _not_attempted(self, delivery: Delivery, endpoint: Endpoint | None) -> Attempted:
+        """A delivery whose endpoint was removed or disabled meanwhile: dead-letter it untried."""
+        why = "endpoint removed" if endpoint is None else "endpoint disabled"
+        result = AttemptResult(status=None, error=f"not attempted: {why}")
+        record = AttemptRecord(delivery.attempts_made, self._clock.now_s(), 0.0, result, "")
+        return self._logged(Attempted(delivery, record, DeadLetter(why)))
+
+    def _logged(self, attempted: Attempted) -> Attempted:
+        delivery, record, outcome = attempted.delivery, attempted.record, attempted.outcome
+        state = state_name(outcome)
+        ATTEMPTS.labels(state).inc()
+        if isinstance(outcome, DeadLetter | Gone):
+            DEAD_LETTERS.inc()
+        log.info(
+            "delivery.attempt",
+            event_id=delivery.event.id,
+            event_type=delivery.event.type,
+            endpoint_id=delivery.endpoint_id,
+            vendor=delivery.event.vendor,
+            attempt=record.number,
+            status=record.result.status,
+            error=record.result.error,
+            duration_ms=round(record.duration_s * 1000, 2),
+            outcome=state,
+        )
+        return attempted

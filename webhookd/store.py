@@ -1,0 +1,268 @@
+"""The Redis edge of the delivery path: every command it sends, each under
+``connection.translated`` so coredis's errors come out as webhookd's.
+
+Key names come from ``webhookd.keyspace``; every key a command or script touches is
+passed to it, so all of this runs on one Redis and on Redis Cluster alike. Layout, and
+why each thing lives where it does, is in keyspace's docstring. Writes go out in order:
+dead-letter stream changes first (they live outside any partition), then one
+``record.lua`` call per partition touched, pipelined; so an entry's ack lands only after
+its dead letters and records, and a crash in between repeats work, never loses it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, cast
+
+import coredis
+import coredis.exceptions
+from coredis.response.types import StreamEntry
+from coredis.tokens import PureToken
+
+from webhookd.config import StreamSettings
+from webhookd.connection import RedisClient, translated
+from webhookd.keyspace import PartitionKeys, PartitionWrite, encode_record, event_id_key
+from webhookd.model import AckEntry, AddDeadLetter, ClearRetry, RemoveDeadLetter, Write
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stream: str
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+    reclaimed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DueRetry:
+    stream: str
+    member: str
+    payload: str
+
+
+def _script(name: str) -> str:
+    return resources.files("webhookd").joinpath("lua", name).read_text()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _fields(item: StreamEntry) -> Mapping[bytes, bytes]:
+    """Entry fields as bytes: the client is built with ``decode_responses=False``."""
+    return cast("Mapping[bytes, bytes]", item.field_values or {})
+
+
+def text_fields(item: StreamEntry) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in (item.field_values or {}).items()}
+
+
+class Store:
+    """Every Redis call on the delivery path; intake, scheduler and recorder sit on top."""
+
+    def __init__(
+        self, client: RedisClient, stream: StreamSettings, key_prefix: str, record_ttl_s: float
+    ) -> None:
+        self._redis = client
+        self._group = stream.group
+        self.dead_stream = stream.dead
+        self.streams = list(stream.stream_names)
+        self.partitions = {name: PartitionKeys(name) for name in self.streams}
+        self._prefix = key_prefix
+        self._ttl_s = int(record_ttl_s)
+        self._retention_s = max(1, int(stream.retention_s))
+        self._record = client.register_script(_script("record.lua"))
+        self._claim_due = client.register_script(_script("claim_due.lua"))
+
+    def keys(self, stream: str) -> PartitionKeys:
+        return self.partitions.get(stream) or PartitionKeys(stream)
+
+    async def ping(self) -> None:
+        with translated("ping"):
+            await self._redis.ping()
+
+    async def ensure_group(self, stream: str) -> bool:
+        """Create the consumer group (and the stream) if missing; True when it was created."""
+        with translated(f"XGROUP CREATE {stream}"):
+            try:
+                await self._redis.xgroup_create(stream, self._group, "0", mkstream=True)
+            except coredis.exceptions.StreamDuplicateConsumerGroupError:
+                return False
+            except coredis.exceptions.ResponseError as exc:
+                if "BUSYGROUP" in str(exc):
+                    return False
+                raise
+        return True
+
+    async def read_new(self, stream: str, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        with translated(f"XREADGROUP {stream}"):
+            answer = await self._redis.xreadgroup(
+                self._group, consumer, streams={stream: ">"}, count=count, block=block_ms
+            )
+        return [
+            Entry(stream, _text(item.identifier), _fields(item), False)
+            for items in (answer or {}).values()
+            for item in items
+        ]
+
+    async def reclaim(
+        self, stream: str, consumer: str, min_idle_ms: int, count: int
+    ) -> list[Entry]:
+        """Entries other consumers left pending for longer than ``min_idle_ms``."""
+        entries: list[Entry] = []
+        cursor = "0-0"
+        with translated(f"XAUTOCLAIM {stream}"):
+            while True:
+                answer = await self._redis.xautoclaim(
+                    stream, self._group, consumer, min_idle_ms, cursor, count=count
+                )
+                cursor = _text(answer[0])
+                for item in answer[1]:
+                    if isinstance(item, str | bytes):
+                        continue
+                    entries.append(Entry(stream, _text(item.identifier), _fields(item), True))
+                if cursor == "0-0" or len(entries) >= count:
+                    return entries
+
+    async def trim(self, stream: str, now_s: float, retention_s: float) -> int:
+        """Drop entries older than the retention that the group is done with: never one
+        still pending, nor one not yet read. Returns how many were dropped."""
+        keep_from = (max(0, int((now_s - retention_s) * 1000)), 0)
+        with translated(f"XTRIM {stream}"):
+            groups: Any = await self._redis.xinfo_groups(stream)
+            ours = [g for g in groups if _text(g[b"name"]) == self._group]
+            if not ours:
+                return 0
+            last_read = _stream_id(_text(ours[0][b"last-delivered-id"]))
+            keep_from = min(keep_from, (last_read[0], last_read[1] + 1))
+            pending: Any = await self._redis.xpending(stream, self._group)
+            if pending.pending:
+                keep_from = min(keep_from, _stream_id(_text(pending.minimum_identifier)))
+            threshold: Any = f"{keep_from[0]}-{keep_from[1]}"
+            return int(await self._redis.xtrim(stream, PureToken.MINID, threshold))
+
+    async def claim_event_ids(self, claims: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Take each (event id, claim) unless taken: the claim already held, or None where
+        this call took it. Ids stay taken for ``stream.retention``."""
+        if not claims:
+            return []
+        with translated("SET event ids"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event_id, claim in claims:
+                    pipe.set(event_id_key(self._prefix, event_id), claim,
+                             condition=PureToken.NX, get=True, ex=self._retention_s)  # fmt: skip
+            replies = list(pipe.results or ())
+        return [None if reply is None else _text(reply) for reply in replies]
+
+    async def recorded(self, stream: str, event_ids: Sequence[str]) -> dict[str, set[str]]:
+        """For each event, the endpoints whose delivery of it was already recorded."""
+        if not event_ids:
+            return {}
+        keys = self.keys(stream)
+        with translated(f"HKEYS records of {stream}"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event_id in event_ids:
+                    pipe.hkeys(keys.event(event_id))
+            replies = list(pipe.results or ())
+        return {
+            event_id: {name for name in map(_text, fields) if "#" not in name}
+            for event_id, fields in zip(event_ids, replies, strict=True)
+        }
+
+    async def event_record(
+        self, event_id: str
+    ) -> tuple[str, dict[str, dict[str, Any]], list[dict[str, Any]]] | None:
+        """(partition stream, states by endpoint, attempts in order) of an event, or None."""
+        for stream in self.streams:
+            with translated(f"HGETALL record of {event_id}"):
+                raw = await self._redis.hgetall(self.keys(stream).event(event_id))
+            if not raw:
+                continue
+            states: dict[str, dict[str, Any]] = {}
+            attempts: list[tuple[str, int, dict[str, Any]]] = []
+            for name, value in raw.items():
+                field = _text(name)
+                endpoint_id, _, number = field.partition("#")
+                if number:
+                    attempts.append((endpoint_id, int(number), json.loads(value)))
+                else:
+                    states[field] = json.loads(value)
+            attempts.sort(key=lambda item: (item[2].get("at", ""), item[0], item[1]))
+            return stream, states, [attempt for _, _, attempt in attempts]
+        return None
+
+    async def entry(self, stream: str, entry_id: str) -> Mapping[bytes, bytes] | None:
+        with translated(f"XRANGE {stream}"):
+            items = await self._redis.xrange(stream, entry_id, entry_id)
+        return _fields(items[0]) if items else None
+
+    async def apply(self, writes: Sequence[Write]) -> None:
+        """Make ``writes`` durable, in order (see the module docstring)."""
+        dead = [w for w in writes if isinstance(w, AddDeadLetter | RemoveDeadLetter)]
+        by_stream: dict[str, list[PartitionWrite]] = {}
+        for write in writes:
+            if not isinstance(write, AddDeadLetter | RemoveDeadLetter):
+                by_stream.setdefault(_stream_of(write), []).append(write)
+        if dead:
+            with translated("XADD dead letters"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for write in dead:
+                        if isinstance(write, AddDeadLetter):
+                            pipe.xadd(self.dead_stream, dict(write.fields))
+                        else:
+                            pipe.xdel(self.dead_stream, [write.dead_id])
+        if not by_stream:
+            return
+        calls = [encode_record(self.keys(stream), part) for stream, part in by_stream.items()]
+        with translated("record.lua"):
+            if len(calls) == 1:
+                keys, ops = calls[0]
+                await self._record(keys=keys, args=[self._ttl_s, self._group, *ops])
+                return
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, ops in calls:
+                    self._record(keys=keys, args=[self._ttl_s, self._group, *ops], client=pipe)
+
+    async def claim_due(
+        self, stream: str, now_ms: int, lease_ms: int, limit: int
+    ) -> list[DueRetry]:
+        keys = self.keys(stream)
+        with translated(f"claim_due.lua {stream}"):
+            flat: list[bytes] = await self._claim_due(
+                keys=[keys.retry, keys.payloads], args=[now_ms, lease_ms, limit]
+            )
+        items = [_text(x) for x in flat]
+        return [DueRetry(stream, items[i], items[i + 1]) for i in range(0, len(items), 2)]
+
+    async def next_due_ms(self) -> float | None:
+        """The earliest due time over every partition's retry set."""
+        earliest: float | None = None
+        with translated("ZRANGE retry sets"):
+            for stream in self.streams:
+                first = await self._redis.zrange(self.keys(stream).retry, 0, 0, withscores=True)
+                if first:
+                    due = float(first[0][1])
+                    earliest = due if earliest is None else min(earliest, due)
+        return earliest
+
+    async def dead_letters(self, count: int, start: str = "-") -> list[tuple[str, dict[str, str]]]:
+        """(id, fields) of up to ``count`` dead letters from ``start``, oldest first."""
+        with translated(f"XRANGE {self.dead_stream}"):
+            items = await self._redis.xrange(self.dead_stream, start, "+", count=count)
+        return [(_text(item.identifier), text_fields(item)) for item in items]
+
+
+def _stream_of(write: PartitionWrite) -> str:
+    if isinstance(write, ClearRetry):
+        return write.stream
+    if isinstance(write, AckEntry):
+        return write.entry.stream
+    return write.delivery.stream
