@@ -3,9 +3,10 @@
 ``p:endpoints`` (HASH id -> endpoint JSON, secrets sealed by the vault) holds every
 endpoint; ``{p:endpoints}:version`` is a random token replaced on every change, so a
 daemon re-reads the table only when it moved (a token, not a counter: a Redis that comes
-back empty and counts again from 0 would repeat old versions). The two share a slot (the version's hash tag is the table's name), so
-writing both in one transaction works on Redis Cluster too; every daemon reads them
-with plain commands, from whichever partition's work needs them.
+back empty and counts again from 0 would repeat old versions). The two share a slot
+(the version's hash tag is the table's name), so writing both in one transaction works
+on Redis Cluster too; every daemon reads them with plain commands, from whichever
+partition's work needs them.
 """
 
 from __future__ import annotations
