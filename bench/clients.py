@@ -26,7 +26,7 @@ import trio
 
 from nginx import Sink
 from processes import cpu_per_item, cpu_s
-from webhookd.delivery import USER_AGENT
+from webhookd.sender import USER_AGENT
 from webhookd.signing import standard_signature, x_signature
 from workload import EVENT_TYPE, sample_body
 
