@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar
 
 import click
 import trio
@@ -89,6 +89,12 @@ def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T
     return with_client(settings, lambda client: action(make(client)))
 
 
+def first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
+    """The first error in a (nested) group that trio's nurseries built around it."""
+    first = group.exceptions[0]
+    return first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
@@ -142,7 +148,7 @@ def run(settings: Settings) -> None:
         with redis_url(settings.redis) as url:
             trio.run(serve, url)
     except* StoreError as group:
-        unreachable = cast(StoreError, group.exceptions[0])
+        unreachable = first_leaf(group)
     if unreachable is not None:
         click.echo(f"webhookd: cannot start: {unreachable}", err=True)
         raise SystemExit(1)

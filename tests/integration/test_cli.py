@@ -21,6 +21,7 @@ from webhook_receiver import Receiver, Reply
 from webhookd.cli import cli
 from webhookd.config import load_settings
 from webhookd.connection import open_client
+from webhookd.embedded import free_port
 from webhookd.registry import registry_for
 
 WEBHOOKD = str(Path(sys.executable).parent / "webhookd")
@@ -268,3 +269,19 @@ def test_a_broken_event_catalog_exits_2(tmp_path: Path, redis_url: str, key_pref
         result = run_cli(path, *args)
         assert result.returncode == 2, result.stderr
         assert "events.catalog: cannot read" in result.stderr
+
+
+def test_redis_down_at_start_is_one_clear_line_and_exit_1(config_file: Path) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_cli(config_file, "run", env={"WEBHOOKD_REDIS_URL": closed})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and lines[0].startswith("webhookd: cannot start: ")
+    assert "Redis unavailable" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_a_stream_name_with_braces_is_refused(config_file: Path) -> None:
+    result = run_cli(config_file, "run", env={"WEBHOOKD_STREAM_NAME": "events{x}"})
+    assert result.returncode == 2
+    assert "stream.name" in result.stderr and "without { or }" in result.stderr
