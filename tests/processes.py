@@ -54,7 +54,7 @@ def clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
 
 
-async def webhookd(config: Path, *args: str) -> str:
+async def webhookd_cli(config: Path, *args: str) -> str:
     """Run one ``webhookd --config CONFIG ARGS…`` command; its stdout, or AssertionError."""
     result = await trio.run_process(
         [WEBHOOKD, "--config", str(config), *args],
@@ -67,8 +67,8 @@ async def webhookd(config: Path, *args: str) -> str:
     return stdout
 
 
-async def webhookd_json(config: Path, *args: str) -> Any:
-    return json.loads(await webhookd(config, *args))
+async def webhookd_cli_json(config: Path, *args: str) -> Any:
+    return json.loads(await webhookd_cli(config, *args))
 
 
 class DaemonProcess:
