@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import redis
 import trio
 import trio.testing
+from local_cluster import MISSING_REDIS_CLI, running_cluster
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings, settings_from_mapping
@@ -32,6 +34,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data_dir: Path = tmp_path_factory.mktemp("redis")
     with running_redis(data_dir, persistent=False) as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real three-master Redis Cluster for the whole session, as a redis+cluster:// URL.
+
+    It fails (never skips) without redis-cli, so a missing tool cannot pass for green.
+    """
+    if shutil.which("redis-cli") is None:
+        pytest.fail(MISSING_REDIS_CLI, pytrace=False)
+    with running_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture

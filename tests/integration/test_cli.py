@@ -9,13 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 import trio
 from click.testing import CliRunner
 from conftest import daemon_config, recorded_states
+from processes import write_config
 from webhook_receiver import Receiver, Reply
 
 from webhookd.cli import cli
@@ -25,25 +25,6 @@ from webhookd.embedded import free_port
 from webhookd.registry import registry_for
 
 WEBHOOKD = str(Path(sys.executable).parent / "webhookd")
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def write_config(path: Path, data: dict[str, dict[str, Any]]) -> Path:
-    lines = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 @pytest.fixture
