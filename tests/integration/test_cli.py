@@ -15,9 +15,9 @@ import redis
 import trio
 from click.testing import CliRunner
 from conftest import daemon_config, recorded_states
-from processes import write_config
 from webhook_receiver import Receiver, Reply
 
+from processes import write_config
 from webhookd.cli import cli
 from webhookd.config import load_settings
 from webhookd.connection import open_client

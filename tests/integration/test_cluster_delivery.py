@@ -19,10 +19,10 @@ import pytest
 import redis
 import trio
 from conftest import daemon_config, until
-from processes import running_daemons, webhookd_cli, webhookd_cli_json, write_config
 from webhook_receiver import Receiver, Reply
 
 import webhookd
+from processes import running_daemons, webhookd_cli, webhookd_cli_json, write_config
 from webhookd.verify import verify
 
 ORDER = {"order_id": "ord_1001", "total": "39.80"}

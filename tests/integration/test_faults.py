@@ -21,6 +21,9 @@ import redis
 import trio
 from conftest import daemon_config, until
 from flaky_receiver import FlakyReceiver
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
 from processes import (
     DaemonProcess,
     RedisServer,
@@ -29,8 +32,6 @@ from processes import (
     webhookd_cli_json,
     write_config,
 )
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 EVENTS = 300
 BURST = 10  # published back to back, so entries of several partitions share a millisecond
