@@ -186,9 +186,11 @@ class ResponseReader:
 
     def _finish(self, *, keep_alive: bool) -> Response:
         self._keep_alive = keep_alive
+        # llhttp drops leading whitespace; a value holds no CR, LF, VT or FF, so rstrip()
+        # takes exactly the trailing spaces and tabs.
         headers = tuple(
             [
-                (name.lower().decode("latin-1"), value.rstrip(b" \t").decode("latin-1"))
+                (name.lower().decode("latin-1"), value.rstrip().decode("latin-1"))
                 for name, value in self._headers
             ]
         )

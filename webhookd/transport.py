@@ -178,7 +178,10 @@ class ConnectionPool:
         *,
         timeout_s: float,
     ) -> Response:
-        """`request` with the head rendered beforehand; `headers` are this request's own."""
+        """`request` with a head rendered beforehand for this pool's origin.
+
+        `headers` are this request's own, checked on every call; Content-Length is ours.
+        """
         if self._closed:
             raise ConnectError(f"the connection pool for {self.origin} is closed")
         with _translated(self.origin, "exchange"):
