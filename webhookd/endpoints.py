@@ -15,13 +15,13 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from webhookd.addresses import refusal
 from webhookd.errors import EndpointError, SecretsError
 from webhookd.signing import public_key, secret_key, signer
+from webhookd.urls import EndpointUrl
 
 PATTERN = re.compile(r"\*|[A-Za-z0-9_][A-Za-z0-9_.\-]*(\.\*)?")
 MAX_URL_LENGTH = 2048
@@ -236,34 +236,24 @@ def parse_patterns(text: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def validate_url(url: str, policy: UrlPolicy) -> str:
-    """The URL if webhookd may POST to it; EndpointError naming the problem otherwise."""
+    """The URL as it is to be stored and sent; EndpointError naming the problem otherwise.
+
+    What the transport could not send is refused, or normalized as browsers do (see
+    ``webhookd.urls``): the result is the URL itself when it is ASCII.
+    """
     if len(url) > MAX_URL_LENGTH:
         raise EndpointError(f"url is longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
-        raise EndpointError("url must not contain spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise EndpointError(f"url is not valid: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise EndpointError(f"url must start with https:// (got {parts.scheme or 'no'} scheme)")
-    if parts.scheme == "http" and policy.require_https:
+    parsed = EndpointUrl.parse(url)
+    if parsed.origin.scheme == "http" and policy.require_https:
         raise EndpointError("url must use https (delivery.require_https is true)")
-    if not parts.hostname:
-        raise EndpointError("url has no host")
-    if parts.username is not None or parts.password is not None:
-        raise EndpointError("url must not carry credentials; use the signature to authenticate")
-    if parts.fragment:
-        raise EndpointError("url must not have a #fragment")
-    if port == 0:
-        raise EndpointError("url port must be 1-65535")
-    if not policy.allow_private_targets and _is_private_literal(parts.hostname):
+    if len(parsed.url) > MAX_URL_LENGTH:
+        raise EndpointError(f"url is longer than {MAX_URL_LENGTH} characters once percent-encoded")
+    if not policy.allow_private_targets and _is_private_literal(parsed.origin.host):
         raise EndpointError(
-            f"url host {parts.hostname} is a private or local address "
+            f"url host {parsed.origin.host} is a private or local address "
             "(delivery.allow_private_targets is false)"
         )
-    return url
+    return parsed.url
 
 
 def _is_private_literal(host: str) -> bool:

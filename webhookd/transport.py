@@ -1,24 +1,23 @@
-"""The HTTP/1.1 client transport: keep-alive connection pools speaking h11 over trio streams.
+"""The HTTP/1.1 client transport: keep-alive connection pools over trio streams.
 
 It owns the wire side of one delivery attempt: opening a connection through a replaceable
-connector, TLS, framing the request and parsing the response with h11 (nothing here parses
-HTTP by hand), connection reuse per origin, the per-attempt timeout, and the translation of
-every trio, ssl, h11 and OS error into the `webhookd.errors.TransportError` tree. What a
-status code means (success, retry, gone) is the caller's business, not this module's.
+connector, TLS, sending the request and reading the response (rendered and parsed in
+`webhookd.http1`: heads from validated parts, responses by llhttp), connection reuse per
+origin, the per-attempt timeout, and the translation of every trio, ssl, parser and OS
+error into the `webhookd.errors.TransportError` tree. Each key (an endpoint) has a route:
+its URL parsed once (`webhookd.urls`), the constant part of its request head rendered
+once, and its pool. What a status code means (success, retry, gone) is the caller's
+business, not this module's.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
-from urllib.parse import urlsplit
+from types import TracebackType
 
-import h11
+import httptools
 import trio
 
 from webhookd.errors import (
@@ -28,83 +27,18 @@ from webhookd.errors import (
     TimeoutError_,
     TransportError,
 )
+from webhookd.http1 import (
+    MalformedResponse,
+    RequestHead,
+    Response,
+    ResponseReader,
+    UnsendableRequest,
+)
+from webhookd.urls import EndpointUrl, Origin
 
 __all__ = ["ConnectionPool", "Connector", "Origin", "Response", "Transport"]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _RECEIVE_SIZE = 65536
-_HOSTNAME = re.compile(r"[a-z0-9_.-]+")
-_TARGET = re.compile(r"[\x21-\x7e]+")  # what h11 accepts as a request target, in ASCII
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where connections go; requests to one origin can share a keep-alive connection."""
-
-    scheme: str  # "http" or "https"
-    host: str  # lower case, IDNA-encoded, IPv6 without brackets
-    port: int
-
-    @classmethod
-    def from_url(cls, url: str) -> Origin:
-        """The origin of an endpoint URL; raises EndpointError for a URL we could not POST to."""
-        return _split_url(url)[0]
-
-    @property
-    def authority(self) -> str:
-        """The Host header value: the port only when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if _DEFAULT_PORTS[self.scheme] == self.port else f"{host}:{self.port}"
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def _split_url(url: str) -> tuple[Origin, str]:
-    """Validate a whole endpoint URL once, so that a bad one fails at registration, not per POST."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise EndpointError(f"bad endpoint URL {url!r}: {exc}") from None
-    if parts.scheme not in _DEFAULT_PORTS:
-        raise EndpointError(f"bad endpoint URL {url!r}: the scheme must be http or https")
-    if parts.username is not None or parts.password is not None:
-        raise EndpointError(f"bad endpoint URL {url!r}: credentials in the URL are not supported")
-    host = parts.hostname or ""
-    try:
-        if ":" in host:
-            ipaddress.IPv6Address(host)
-        else:
-            host = host.encode("idna").decode("ascii")
-            if not _HOSTNAME.fullmatch(host):
-                raise ValueError("invalid host name")
-    except ValueError as exc:  # UnicodeError is a ValueError
-        raise EndpointError(f"bad endpoint URL {url!r}: host {host!r}: {exc}") from None
-    if port == 0:
-        raise EndpointError(f"bad endpoint URL {url!r}: port 0")
-    target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
-    if not _TARGET.fullmatch(target):
-        raise EndpointError(f"bad endpoint URL {url!r}: the path must be printable ASCII")
-    return Origin(parts.scheme, host, port or _DEFAULT_PORTS[parts.scheme]), target
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A complete response, its body capped: receivers' answers are only ever logged."""
-
-    status: int
-    headers: tuple[tuple[str, str], ...]  # names lower-cased, values decoded latin-1
-    body: bytes  # at most body_cap bytes
-    body_truncated: bool
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header, by case-insensitive name."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 Connector = Callable[[Origin], Awaitable[trio.abc.Stream]]
@@ -126,7 +60,7 @@ class _StaleConnection(Exception):
 @dataclass(slots=True)
 class _Connection:
     stream: trio.abc.Stream
-    h11: h11.Connection
+    reader: ResponseReader
     idle_since: float = 0.0
 
 
@@ -139,28 +73,53 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-@contextmanager
-def _translated(origin: Origin, stage: str) -> Iterator[None]:
+class _translated:
     """The one place where foreign errors become TransportError subclasses.
 
     `stage` is "connect", "tls" or "exchange": the same OSError means a failed connection
-    in the first two and a connection lost mid-response in the last.
+    in the first two and a connection lost mid-response in the last. A context manager
+    written as a class: it wraps every request, and a generator-based one costs more.
     """
-    try:
-        yield
-    except (TransportError, _StaleConnection):
-        raise
-    except h11.RemoteProtocolError as exc:
-        raise ProtocolError(f"malformed response from {origin}: {exc}") from exc
-    except (h11.LocalProtocolError, UnicodeError) as exc:
-        # A header value from the caller that HTTP cannot carry (a newline, non-ASCII text).
-        raise ProtocolError(f"cannot send this request to {origin}: {exc}") from exc
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        if stage == "connect":
-            raise ConnectError(f"connect to {origin} failed: {_reason(exc)}") from exc
-        if stage == "tls":
-            raise ConnectError(f"TLS handshake with {origin} failed: {_reason(exc)}") from exc
-        raise ProtocolError(f"connection to {origin} lost: {_reason(exc)}") from exc
+
+    __slots__ = ("origin", "stage")
+
+    def __init__(self, origin: Origin, stage: str) -> None:
+        self.origin = origin
+        self.stage = stage
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, TransportError | _StaleConnection):
+            return
+        origin = self.origin
+        if isinstance(
+            exc, MalformedResponse | httptools.HttpParserError | httptools.HttpParserUpgrade
+        ):
+            raise ProtocolError(f"malformed response from {origin}: {exc}") from exc
+        if isinstance(exc, UnsendableRequest | UnicodeError):
+            # A header from the caller that HTTP cannot carry (a newline, non-ASCII text).
+            raise ProtocolError(f"cannot send this request to {origin}: {exc}") from exc
+        if isinstance(exc, OSError | trio.BrokenResourceError | trio.ClosedResourceError):
+            if self.stage == "connect":
+                raise ConnectError(f"connect to {origin} failed: {_reason(exc)}") from exc
+            if self.stage == "tls":
+                raise ConnectError(f"TLS handshake with {origin} failed: {_reason(exc)}") from exc
+            raise ProtocolError(f"connection to {origin} lost: {_reason(exc)}") from exc
+
+
+def _head(
+    origin: Origin, method: str, target: str, static_headers: Sequence[tuple[str, str]]
+) -> RequestHead:
+    """The constant part of requests to `target` on `origin`, rendered once, sent many times."""
+    with _translated(origin, "exchange"):
+        return RequestHead.build(method, target, origin.authority, static_headers)
 
 
 async def _close(conn: _Connection) -> None:
@@ -189,7 +148,6 @@ class ConnectionPool:
             raise ValueError(f"a connection pool needs size >= 1, not {size}")
         self.origin = origin
         self.size = size
-        self._authority = origin.authority
         self._slots = trio.Semaphore(size)
         https = origin.scheme == "https"
         self._tls = (ssl_context or ssl.create_default_context()) if https else None
@@ -209,37 +167,46 @@ class ConnectionPool:
         timeout_s: float,
     ) -> Response:
         """Send one request and read its response; waiting for a free slot is not timed."""
+        head = _head(self.origin, method, target, ())
+        return await self.send(head, headers, body, timeout_s=timeout_s)
+
+    async def send(
+        self,
+        head: RequestHead,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout_s: float,
+    ) -> Response:
+        """`request` with a head rendered beforehand for this pool's origin.
+
+        `headers` are this request's own, checked on every call; Content-Length is ours.
+        """
         if self._closed:
             raise ConnectError(f"the connection pool for {self.origin} is closed")
-        try:
-            # A free slot costs no trip through the scheduler; the exchange checkpoints anyway.
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            await self._slots.acquire()
-        try:
-            with (
-                trio.CancelScope(deadline=trio.current_time() + timeout_s),
-                _translated(self.origin, "exchange"),
-            ):
-                event = h11.Request(
-                    method=method,
-                    target=target,
-                    headers=[
-                        ("Host", self._authority),
-                        ("Content-Length", str(len(body))),
-                        *headers,
-                    ],
-                )
-                conn = await self._checkout()
-                if conn is None:
-                    return await self._exchange(await self._connect(), event, body, False)
-                try:
-                    return await self._exchange(conn, event, body, True)
-                except _StaleConnection:
-                    return await self._exchange(await self._connect(), event, body, False)
-        finally:
-            self._slots.release()
-        raise TimeoutError_(f"no complete response from {self.origin} within {timeout_s:g} s")
+        with _translated(self.origin, "exchange"):
+            request = head.render(headers, body)
+            try:
+                # A free slot costs no trip through the scheduler; the exchange checkpoints.
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._slots.acquire()
+            try:
+                now = trio.current_time()
+                with trio.CancelScope(deadline=now + timeout_s):
+                    conn = self._idle.pop() if self._idle else None
+                    if conn is not None and now - conn.idle_since > self._keepalive_expiry_s:
+                        await self._expire(conn)  # and every older idle connection
+                        conn = None
+                    if conn is None:
+                        return await self._exchange(await self._connect(), request, False)
+                    try:
+                        return await self._exchange(conn, request, True)
+                    except _StaleConnection:
+                        return await self._exchange(await self._connect(), request, False)
+            finally:
+                self._slots.release()
+            raise TimeoutError_(f"no complete response from {self.origin} within {timeout_s:g} s")
 
     async def aclose(self) -> None:
         """Close the idle connections; those in use are closed when their request ends."""
@@ -248,18 +215,11 @@ class ConnectionPool:
         for conn in idle:
             await _close(conn)
 
-    async def _checkout(self) -> _Connection | None:
-        """The most recently used idle connection if it has not expired, else None."""
-        if not self._idle:
-            return None
-        conn = self._idle.pop()
-        if trio.current_time() - conn.idle_since <= self._keepalive_expiry_s:
-            return conn
-        # The newest idle connection has expired, so every older one has too.
-        expired, self._idle = [conn, *self._idle], []
-        for old in expired:
-            await _close(old)
-        return None
+    async def _expire(self, newest: _Connection) -> None:
+        """Close `newest`, taken from the idle list past its expiry, and the older ones."""
+        expired, self._idle = [newest, *self._idle], []
+        for conn in expired:
+            await _close(conn)
 
     async def _connect(self) -> _Connection:
         with _translated(self.origin, "connect"):
@@ -274,82 +234,46 @@ class ConnectionPool:
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
-        return _Connection(stream, h11.Connection(h11.CLIENT))
+        return _Connection(stream, ResponseReader(self._body_cap))
 
-    async def _exchange(
-        self, conn: _Connection, event: h11.Request, body: bytes, reused: bool
-    ) -> Response:
+    async def _exchange(self, conn: _Connection, request: bytes, reused: bool) -> Response:
         """One request/response on `conn`, which ends up idle again or closed."""
+        stream, reader = conn.stream, conn.reader
         try:
-            response, reusable = await self._send_and_receive(conn, event, body, reused)
-        except BaseException:
-            await _close(conn)
-            raise
-        state = conn.h11
-        if (
-            reusable
-            and not self._closed
-            and state.our_state is h11.DONE
-            and state.their_state is h11.DONE
-        ):
-            state.start_next_cycle()
-            # Bytes after the response, or an EOF already seen: nothing more to send here.
-            if state.trailing_data == (b"", False):
-                conn.idle_since = trio.current_time()
-                self._idle.append(conn)
-                return response
-        await _close(conn)
-        return response
-
-    async def _send_and_receive(
-        self, conn: _Connection, event: h11.Request, body: bytes, reused: bool
-    ) -> tuple[Response, bool]:
-        """The response, and whether the connection may carry another request."""
-        state, stream = conn.h11, conn.stream
-        request_bytes = state.send(event) + state.send(h11.Data(data=body))
-        state.send(h11.EndOfMessage())  # Content-Length framing: nothing more to write
-        reusable = True
-        try:
-            await stream.send_all(request_bytes)
-        except trio.BrokenResourceError:
-            # The peer may have answered before reading the body (a 413, say): read on.
-            reusable = False
-        status, received = 0, False
-        headers: tuple[tuple[str, str], ...] = ()
-        chunks = bytearray()
-        while True:
-            next_event = state.next_event()
-            if next_event is h11.NEED_DATA:
+            reader.start()
+            reusable = True
+            try:
+                await stream.send_all(request)
+            except trio.BrokenResourceError:
+                # The peer may have answered before reading the body (a 413, say): read on.
+                reusable = False
+            received = False
+            response = None
+            while response is None:
                 try:
                     data = await stream.receive_some(_RECEIVE_SIZE)
                 except trio.BrokenResourceError:
                     if reused and not received:
                         raise _StaleConnection from None
                     raise
-                if not data and not received:
-                    if reused:
-                        raise _StaleConnection
+                if data:
+                    received = True
+                    response = reader.feed(data)
+                elif received:
+                    response = reader.feed_eof()
+                elif reused:
+                    raise _StaleConnection
+                else:
                     raise ProtocolError(f"{self.origin} closed the connection without a response")
-                received = True
-                state.receive_data(cast(bytes, data))  # h11 takes any bytes-like object
-            elif type(next_event) is h11.Response:
-                status = next_event.status_code
-                headers = tuple(
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in next_event.headers
-                )
-            elif type(next_event) is h11.Data:
-                room = self._body_cap - len(chunks)
-                if len(next_event.data) > room:
-                    chunks += next_event.data[:room]
-                    return Response(status, headers, bytes(chunks), True), False
-                chunks += next_event.data
-            elif type(next_event) is h11.EndOfMessage:
-                return Response(status, headers, bytes(chunks), False), reusable
-            elif type(next_event) is not h11.InformationalResponse:  # 1xx: keep reading
-                # PAUSED or ConnectionClosed cannot come before EndOfMessage; looping on
-                # them would spin without a checkpoint, out of reach of the timeout.
-                raise ProtocolError(f"unexpected {next_event!r} from {self.origin}")
+        except BaseException:
+            await _close(conn)
+            raise
+        if reusable and reader.reusable and not self._closed:
+            conn.idle_since = trio.current_time()
+            self._idle.append(conn)
+        else:
+            await _close(conn)
+        return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +281,8 @@ class _Route:
     url: str
     size: int
     tls: ssl.SSLContext | None
-    target: str
+    static_headers: tuple[tuple[str, str], ...]
+    head: RequestHead
     pool: ConnectionPool
 
 
@@ -390,17 +315,30 @@ class Transport:
         size: int,
         timeout_s: float,
         ssl_context: ssl.SSLContext | None = None,
+        static_headers: Sequence[tuple[str, str]] = (),
     ) -> Response:
-        """POST through the key's pool, rebuilt when the key's URL, size or TLS changes.
+        """POST through the key's route, rebuilt when its URL, size, TLS or static headers change.
 
-        `ssl_context` is the key's own (a custom CA, a client certificate); None uses
-        the transport's shared one. Raises EndpointError for a URL that
-        `Origin.from_url` rejects, else only TransportError subclasses.
+        `static_headers` are the same for every request to this key (Content-Type,
+        User-Agent, a vendor's own): checked and rendered once. `headers` are this
+        request's own, checked on every call. `ssl_context` is the key's own (a custom
+        CA, a client certificate); None uses the transport's shared one. Raises
+        EndpointError for a URL that `Origin.from_url` rejects, else only
+        TransportError subclasses (ProtocolError for a header HTTP cannot carry).
         """
         route = self._routes.get(key)
-        if route is None or route.url != url or route.size != size or route.tls is not ssl_context:
-            route = await self._replace_route(key, url, size, ssl_context)
-        return await route.pool.request("POST", route.target, headers, body, timeout_s=timeout_s)
+        if (
+            route is None
+            or route.url != url
+            or route.size != size
+            or route.tls is not ssl_context
+            or (
+                static_headers is not route.static_headers
+                and tuple(static_headers) != route.static_headers
+            )
+        ):
+            route = await self._replace_route(key, url, size, ssl_context, tuple(static_headers))
+        return await route.pool.send(route.head, headers, body, timeout_s=timeout_s)
 
     async def aclose(self) -> None:
         """Close every pool; a later post opens new ones."""
@@ -409,18 +347,31 @@ class Transport:
             await route.pool.aclose()
 
     async def _replace_route(
-        self, key: str, url: str, size: int, tls: ssl.SSLContext | None
+        self,
+        key: str,
+        url: str,
+        size: int,
+        tls: ssl.SSLContext | None,
+        static_headers: tuple[tuple[str, str], ...],
     ) -> _Route:
-        origin, target = _split_url(url)
-        pool = ConnectionPool(
-            origin,
-            size=size,
-            ssl_context=tls or self._ssl_context,
-            body_cap=self._body_cap,
-            connector=self._connector,
-        )
+        """A new route; its pool is kept if only the path or the static headers changed."""
+        try:
+            parsed = EndpointUrl.parse(url)
+        except EndpointError as exc:
+            raise EndpointError(f"bad endpoint URL {url!r}: {exc}") from None
+        head = _head(parsed.origin, "POST", parsed.target, static_headers)
         old = self._routes.get(key)
-        route = self._routes[key] = _Route(url, size, tls, target, pool)
-        if old is not None:
+        if old is not None and (old.pool.origin, old.size, old.tls) == (parsed.origin, size, tls):
+            pool = old.pool
+        else:
+            pool = ConnectionPool(
+                parsed.origin,
+                size=size,
+                ssl_context=tls or self._ssl_context,
+                body_cap=self._body_cap,
+                connector=self._connector,
+            )
+        route = self._routes[key] = _Route(url, size, tls, static_headers, head, pool)
+        if old is not None and old.pool is not pool:
             await old.pool.aclose()
         return route

@@ -214,3 +214,19 @@ async def test_a_refused_target_fails_the_attempt_with_a_clear_error(
     attempts = recorded_attempts(redis_client, strict.stream.name, event_id)
     errors = [attempt["error"] for attempt in attempts]
     assert len(errors) == 2 and all(expected in error for error in errors)
+
+
+async def test_a_non_ascii_url_registers_and_its_deliveries_arrive(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """/in/café: stored percent-encoded at registration, then POSTed there, not refused."""
+    settings = make_settings()
+    assert settings.redis.url
+    async with running_daemon(settings) as daemon:
+        endpoint = await daemon.registry.add("v_1", receiver.url("/in/café"), now_s=time.time())
+        assert endpoint.url == receiver.url("/in/caf%C3%A9")
+        publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
+        publisher.publish("order.created", vendor="v_1", data={"n": 1})
+        with trio.fail_after(GUARD_S):
+            [request] = await receiver.wait_for(1)
+    assert (request.method, request.path) == ("POST", "/in/caf%C3%A9")

@@ -19,6 +19,7 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from webhookd.endpoints import UrlPolicy, validate_url
 from webhookd.errors import (
     ConnectError,
     EndpointError,
@@ -267,6 +268,107 @@ async def test_body_over_the_cap_is_truncated_and_its_connection_dropped(
         await post(transport, receiver.url)
         await transport.aclose()
     assert receiver.connections == 2
+
+
+# --- request heads ---------------------------------------------------------------------
+
+
+async def test_static_headers_follow_host_and_precede_the_requests_own(
+    transport: Transport, start_receiver: StartReceiver
+) -> None:
+    receiver = await start_receiver()
+    static = (("Content-Type", "application/json"), ("User-Agent", "webhookd/test"))
+    with trio.fail_after(GUARD_S):
+        await transport.post(
+            "ep_1", receiver.url, [("webhook-id", "msg_1")], BODY,
+            size=1, timeout_s=5, static_headers=static,
+        )  # fmt: skip
+    [(request, body)] = receiver.requests
+    assert body == BODY
+    assert [(bytes(name), bytes(value)) for name, value in request.headers] == [
+        (b"host", receiver.url.split("/")[2].encode()),
+        (b"content-type", b"application/json"),
+        (b"user-agent", b"webhookd/test"),
+        (b"webhook-id", b"msg_1"),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+
+
+async def test_new_static_headers_or_path_keep_the_connection(
+    transport: Transport, start_receiver: StartReceiver
+) -> None:
+    receiver = await start_receiver()
+    other_path = receiver.url.replace("/hooks/in?x=1", "/other")
+    with trio.fail_after(GUARD_S):
+        for url, static in [
+            (receiver.url, (("User-Agent", "a"),)),
+            (receiver.url, [("User-Agent", "a")]),  # equal, as a list: the same route
+            (receiver.url, (("User-Agent", "b"),)),
+            (other_path, (("User-Agent", "b"),)),
+        ]:
+            await transport.post("ep_1", url, [], BODY, size=1, timeout_s=5, static_headers=static)
+    sent = [
+        (request.target, dict(request.headers)[b"user-agent"]) for request, _ in receiver.requests
+    ]
+    assert sent == [
+        (b"/hooks/in?x=1", b"a"),
+        (b"/hooks/in?x=1", b"a"),
+        (b"/hooks/in?x=1", b"b"),
+        (b"/other", b"b"),
+    ]
+    assert receiver.connections == 1
+
+
+UNSENDABLE = [
+    ("X-Evil", "a\r\nX-Injected: 1"),
+    ("X-Evil", "a\nX-Injected: 1"),
+    ("X-Evil", "a\rb"),
+    ("X-Evil", "a\x00b"),
+    ("X-Evil\r\nX-Injected", "1"),
+    ("X Evil", "1"),
+    ("X-Evil:", "1"),
+    ("", "1"),
+    ("X-Evil", "café"),
+    ("Content-Length", "0"),
+    ("host", "evil.example"),
+    ("Transfer-Encoding", "chunked"),
+]
+
+
+@pytest.mark.parametrize("header", UNSENDABLE, ids=repr)
+@pytest.mark.parametrize("where", ["per-request", "static"])
+async def test_a_header_http_cannot_carry_is_refused_before_any_connection(
+    transport: Transport,
+    start_receiver: StartReceiver,
+    header: tuple[str, str],
+    where: str,
+) -> None:
+    receiver = await start_receiver()
+    headers, static = ([header], ()) if where == "per-request" else ([], (header,))
+    with trio.fail_after(GUARD_S):
+        with pytest.raises(ProtocolError, match=r"cannot send this request to 127\.0\.0\.1"):
+            await transport.post(
+                "ep_1", receiver.url, headers, BODY, size=1, timeout_s=5, static_headers=static
+            )
+        assert receiver.connections == 0
+        assert (await post(transport, receiver.url, size=1)).status == 200
+    [(request, _)] = receiver.requests
+    assert b"x-injected" not in dict(request.headers)
+
+
+async def test_a_non_ascii_url_is_registered_and_sent_percent_encoded(
+    transport: Transport, start_receiver: StartReceiver
+) -> None:
+    """https://hooks.example.com/in/café: accepted by registration, and delivered."""
+    receiver = await start_receiver()
+    raw = receiver.url.replace("/hooks/in?x=1", "/in/café?name=Zoë")
+    stored = validate_url(raw, UrlPolicy(require_https=False, allow_private_targets=True))
+    assert stored == receiver.url.replace("/hooks/in?x=1", "/in/caf%C3%A9?name=Zo%C3%AB")
+    with trio.fail_after(GUARD_S):
+        assert (await post(transport, stored)).status == 200
+        assert (await post(transport, raw)).status == 200  # stored before normalizing
+    targets = [request.target for request, _ in receiver.requests]
+    assert targets == [b"/in/caf%C3%A9?name=Zo%C3%AB"] * 2
 
 
 # --- keep-alive ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from webhookd.endpoints import (
 )
 from webhookd.errors import EndpointError
 from webhookd.signing import public_key
+from webhookd.urls import EndpointUrl
 from webhookd.vault import Vault
 
 STRICT = UrlPolicy()
@@ -208,14 +210,93 @@ def test_loopback_in_shorthand_ipv4_forms_is_refused(url: str) -> None:
         validate_url(url, STRICT)
 
 
+@pytest.mark.parametrize(
+    ("url", "stored"),
+    [
+        ("https://hooks.example.com/in/café", "https://hooks.example.com/in/caf%C3%A9"),
+        (
+            "https://hooks.example.com/in?name=Zoë&x=1",
+            "https://hooks.example.com/in?name=Zo%C3%AB&x=1",
+        ),
+        ("https://hooks.example.com/in/%C3%A9/é", "https://hooks.example.com/in/%C3%A9/%C3%A9"),
+        ("https://Bücher.example:8443/in", "https://xn--bcher-kva.example:8443/in"),
+        ("https://bücher.example/café", "https://xn--bcher-kva.example/caf%C3%A9"),
+        (
+            "https://例え.テスト/フック",
+            "https://xn--r8jz45g.xn--zckzah/%E3%83%95%E3%83%83%E3%82%AF",
+        ),
+    ],
+)
+def test_non_ascii_urls_are_stored_percent_and_idna_encoded(url: str, stored: str) -> None:
+    """As a browser sends them: what registers is what the transport sends, unchanged."""
+    assert validate_url(url, STRICT) == stored
+    assert validate_url(stored, STRICT) == stored
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://hooks.example.com/in\u00a0x", "spaces or control characters (found U+00A0)"),
+        ("https://hooks.example.com/\x7f", "control characters (found U+007F)"),
+        ("https://hooks.example.com/\u202e", "control characters (found U+202E)"),
+        ("https://hooks..example.com/in", "not valid"),
+        ("https://hooks.exa%6dple.com/in", "not a valid host name"),
+        ("https://" + "a" * 64 + ".example.com/", "not valid"),
+        ("https://[::zz]/in", "not valid"),
+    ],
+)
+def test_urls_the_transport_could_not_send_are_refused(url: str, message: str) -> None:
+    with pytest.raises(EndpointError, match=re.escape(message)):
+        validate_url(url, LOCAL)
+
+
+def test_a_hostname_that_idna_maps_onto_localhost_is_refused() -> None:
+    """Fullwidth LOCALHOST: IDNA folds it to localhost, so it is judged as localhost."""
+    with pytest.raises(EndpointError, match="host localhost is a private or local"):
+        validate_url("https://\uff2c\uff2f\uff23\uff21\uff2c\uff28\uff2f\uff33\uff34/in", STRICT)
+
+
+def test_percent_encoding_counts_toward_the_length_limit() -> None:
+    url = "https://hooks.example.com/" + "é" * 1000
+    with pytest.raises(EndpointError, match="once percent-encoded"):
+        validate_url(url, STRICT)
+
+
 @PROPERTY
 @given(url=st.text(max_size=60) | st.text(max_size=40).map(lambda tail: "https://" + tail))
 def test_validate_url_raises_only_endpoint_error(url: str) -> None:
     for policy in (STRICT, LOCAL):
         try:
-            assert validate_url(url, policy) == url
+            stored = validate_url(url, policy)
         except EndpointError as exc:
             assert str(exc).startswith("url")
+        else:
+            assert stored == url if url.isascii() else stored.isascii()
+            assert validate_url(stored, policy) == stored
+            assert re.fullmatch(r"[\x21-\x7e]+", EndpointUrl.parse(stored).target)
+
+
+labels = st.text(st.characters(categories=["L", "N"]), min_size=1, max_size=8)
+
+
+@PROPERTY
+@given(
+    host=st.lists(labels, min_size=1, max_size=3).map(".".join),
+    path=st.text(max_size=20),
+    query=st.none() | st.text(max_size=10),
+)
+def test_any_iri_registers_as_a_uri_or_is_refused(host: str, path: str, query: str | None) -> None:
+    url = f"https://{host}/{path}" + ("" if query is None else f"?{query}")
+    try:
+        stored = validate_url(url, STRICT)
+    except EndpointError as exc:
+        assert str(exc).startswith("url")
+    else:
+        assert stored.isascii()
+        assert validate_url(stored, STRICT) == stored
+        parsed = EndpointUrl.parse(stored)
+        assert re.fullmatch(r"[\x21-\x7e]+", parsed.target)
+        assert parsed == EndpointUrl.parse(url)
 
 
 # --- secrets and rotation --------------------------------------------------------------
