@@ -25,12 +25,13 @@ import secrets
 import socket
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 
 import coredis
 import structlog
 import trio
 
-from ratelimiter.httpserver import serve
+from httpserve import serve
 from webhookd.admin import AdminApi
 from webhookd.catalog import event_rules
 from webhookd.clock import EpochClock
@@ -121,7 +122,9 @@ class Daemon:
         host, port = settings.admin.address
         with self._everything:
             async with trio.open_nursery() as services:
-                self.admin_port = await services.start(serve, admin.handle, host, port)
+                self.admin_port = await services.start(
+                    partial(serve, server_name="webhookd"), admin.handle, host, port
+                )
                 log.info("admin.listening", host=host, port=self.admin_port)
                 async with trio.open_nursery() as outer:
                     outer.start_soon(self._recorder.run)
