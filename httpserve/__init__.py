@@ -19,9 +19,11 @@ its own ``server_name``, the value of the ``server`` field of every answer. The 
 ``serve`` binds ``host:port`` and serves until cancelled; ``task_status.started`` gets
 the bound port (useful with port 0). ``serve_listeners`` does the same on listeners the
 caller opened (to report a bind failure its own way); ``serve_connection`` answers one
-connection on any trio stream (tests drive it over in-memory streams). A server name
-is visible ASCII words (``ratelimiter``, ``webhookd/0.1``); anything else is a
-``ValueError`` before a port is bound.
+connection on any trio stream (tests drive it over in-memory streams), its time limits
+enforced by the given ``Watchdog(limits)`` (whose ``run`` task watches every connection
+of a server) or by one of its own. A server name is visible ASCII words
+(``ratelimiter``, ``webhookd/0.1``); anything else is a ``ValueError`` before a port is
+bound.
 
 A request reaches the handler whole: ``headers`` has lower-cased names, repeated
 fields joined with ``", "``; ``path`` and ``query`` are the target split (``query``
