@@ -64,6 +64,7 @@ class RequestReader:
         "_http11",
         "_in_head",
         "_limits",
+        "_max_head_bytes",
         "_parser",
         "_quiet",
         "_refused",
@@ -75,6 +76,7 @@ class RequestReader:
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        self._max_head_bytes = limits.max_header_bytes
         self._parser = httptools.HttpRequestParser(self)
         self.ready: deque[tuple[Request, bool] | Refusal] = deque()
         self.busy = False  # a request has begun to arrive and is not complete
@@ -110,7 +112,7 @@ class RequestReader:
             self._refuse(Refusal(400, "bad_request", f"malformed request: {error}"))
         if self.busy and not self._refused:
             self._fed_quietly = self._fed_quietly + len(data) if self._quiet else 0
-            if self._fed_quietly > self._limits.max_header_bytes:
+            if self._fed_quietly > self._max_head_bytes:
                 self._refuse(_too_large() if self._in_head else _framing_too_long())
         return b""
 
@@ -135,13 +137,17 @@ class RequestReader:
     def on_url(self, url: bytes) -> None:
         self._quiet = False
         self._url += url
-        self._count_head(len(url))
+        self._head_bytes += len(url)
+        if self._head_bytes > self._max_head_bytes:
+            raise _Refused(_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._quiet = False
         if not self._in_head:
             return  # a trailer field
-        self._count_head(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > self._max_head_bytes:
+            raise _Refused(_too_large())
         key = _NAMES.get(name) or _name(name)
         headers = self._headers
         text = value.decode("latin-1").rstrip(" \t")  # llhttp strips only leading OWS
@@ -188,11 +194,6 @@ class RequestReader:
             query = dict(parse_qsl(parts.query))
             request = Request(method, target, self._headers, body, parts.path, query)
         self.ready.append((request, self._http11 and parser.should_keep_alive()))
-
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self._limits.max_header_bytes:
-            raise _Refused(_too_large())
 
 
 def _name(raw: bytes) -> str:
