@@ -34,12 +34,12 @@ import prometheus_client
 import structlog
 import trio
 
+from httpserve import Limits, Request, Response, serve_listeners
 from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
 from ratelimiter.config import ServiceSettings, Settings
 from ratelimiter.decision import Decision, decide
 from ratelimiter.errors import BackendError, InvalidLimit, InvalidRequest
-from ratelimiter.httpserver import Limits, Request, Response, serve_listeners
 from ratelimiter.keys import KEY_PREFIX, KeyStore, id_of
 from ratelimiter.limit import parse_limit
 from ratelimiter.metrics import DECISIONS, LATENCY, REDIS_ERRORS
@@ -367,7 +367,8 @@ async def run(
         host, port = settings.service.address
         listeners = await trio.open_tcp_listeners(port, host=host)
     async with open_service(settings, policy) as service, trio.open_nursery() as nursery:
-        serving = partial(serve_listeners, service.handle, listeners, limits=SERVER_LIMITS)
+        serving = partial(serve_listeners, service.handle, listeners,
+                          server_name="ratelimiter", limits=SERVER_LIMITS)  # fmt: skip
         port = await nursery.start(serving)
         log.info("ratelimiter.listening", listen=settings.service.listen, port=port,
                  store="redis" if settings.redis_url else "memory")  # fmt: skip

@@ -1,6 +1,6 @@
 """The admin HTTP API: endpoints, delivery records, dead letters, metrics and health.
 
-Served on ``admin.listen`` by the small h11 server the limiter service uses too.
+Served on ``admin.listen`` by ``httpserve``, the small server the limiter service uses too.
 Every ``/v1`` route needs ``Authorization: Bearer <admin.token>``; with no token
 configured they all answer 401. ``/metrics``, ``/healthz`` and ``/readyz`` are open.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import prometheus_client
 import structlog
 
-from ratelimiter.httpserver import Request, Response
+from httpserve import Request, Response
 from webhookd import __version__
 from webhookd.clock import EpochClock
 from webhookd.errors import EndpointError, EndpointNotFound, StoreError

@@ -23,11 +23,12 @@ import os
 import random
 import secrets
 import socket
+from functools import partial
 
 import structlog
 import trio
 
-from ratelimiter.httpserver import serve
+from httpserve import serve
 from webhookd.admin import AdminApi
 from webhookd.catalog import event_rules
 from webhookd.clock import EpochClock
@@ -124,7 +125,9 @@ class Daemon:
         host, port = settings.admin.address
         with self._everything:
             async with trio.open_nursery() as services:
-                self.admin_port = await services.start(serve, admin.handle, host, port)
+                self.admin_port = await services.start(
+                    partial(serve, server_name="webhookd"), admin.handle, host, port
+                )
                 log.info("admin.listening", host=host, port=self.admin_port)
                 async with trio.open_nursery() as outer:
                     outer.start_soon(recorder.run)

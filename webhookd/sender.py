@@ -99,8 +99,9 @@ class Sender:
             response = await self._transport.post(
                 endpoint.id,
                 endpoint.url,
-                [*STATIC_HEADERS, *request_headers(event, endpoint, started_s)],
+                request_headers(event, endpoint, started_s),
                 event.body,
+                static_headers=STATIC_HEADERS,
                 size=self._concurrency,
                 timeout_s=self._timeout_s,
                 ssl_context=self._tls.context_for(endpoint),

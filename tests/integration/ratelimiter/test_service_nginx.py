@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -18,8 +19,8 @@ import pytest
 import trio
 from service_harness import key_store, running_service, service_settings, write_plans
 
+from httpserve import Request, Response, serve
 from ratelimiter.config import Settings
-from ratelimiter.httpserver import Request, Response, serve
 from webhookd.embedded import free_port
 
 SHIPPED = Path(__file__).resolve().parents[3] / "config" / "nginx" / "ratelimiter.conf"
@@ -68,7 +69,7 @@ async def nginx_url(
         redis_url, key_prefix, write_plans(tmp_path), deny_status=403, default_plan="large"
     )
     service = await nursery.start(_serve_service, settings)
-    api_port = await nursery.start(serve, api, "127.0.0.1", 0)
+    api_port = await nursery.start(partial(serve, server_name="api"), api, "127.0.0.1", 0)
     port = free_port()
     config = nginx_config(tmp_path, service, api_port, port)
     process = await trio.lowlevel.open_process(

@@ -14,8 +14,8 @@ import trio
 import trio.testing
 from service_harness import key_store, running_service, service_settings, write_plans
 
+from httpserve import Request, Response
 from ratelimiter.config import service_policy
-from ratelimiter.httpserver import Request, Response
 from ratelimiter.service import FAILURE_HEADER, open_service
 from webhookd.embedded import free_port
 

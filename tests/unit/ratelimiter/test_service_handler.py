@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
+from httpserve import Request, Response
 from ratelimiter import AsyncLimiter, AsyncMemoryBackend, BackendError
 from ratelimiter.backend import Check, Outcome
 from ratelimiter.config import service_policy, settings_from_mapping
-from ratelimiter.httpserver import Request, Response
 from ratelimiter.service import FAILURE_HEADER, Service
 
 RATE_HEADERS = (
