@@ -17,11 +17,11 @@ over every slot), and the endpoint registry (``webhookd.registry``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from webhookd import fastjson
 from webhookd.events import format_timestamp
 from webhookd.model import AckEntry, ClearRetry, RecordAttempt, ScheduleRetry
 
@@ -58,11 +58,12 @@ def attempt_field(endpoint_id: str, number: int) -> str:
 
 def encode_record(
     keys: PartitionKeys, writes: Sequence[PartitionWrite]
-) -> tuple[list[str], list[str]]:
-    """KEYS and the ops argument of one ``record.lua`` call for one partition's writes.
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and the op arguments of one ``record.lua`` call for one partition's writes.
 
     KEYS are the stream, the retry set, the payload hash, then each event record touched;
-    the ops refer to event records by their position in KEYS. Ops, one flat JSON array::
+    the ops refer to event records by their position in KEYS. Ops follow each other as
+    plain arguments (no JSON around them: neither side pays for a second encoding)::
 
         a <key index> <endpoint id> <state json> <attempt field or ""> <attempt json or "">
         s <member> <due ms> <payload json>
@@ -91,7 +92,7 @@ def encode_record(
                 ops += ["c", member]
             case AckEntry(entry=entry):
                 ops += ["k", entry.entry_id]
-    return names, [json.dumps(ops, ensure_ascii=False, separators=(",", ":"))]
+    return names, ops
 
 
 def state_json(write: RecordAttempt) -> str:
@@ -108,4 +109,4 @@ def state_json(write: RecordAttempt) -> str:
     }
     if write.next_attempt_s is not None:
         state["next_attempt_at"] = format_timestamp(write.next_attempt_s)
-    return json.dumps(state, separators=(",", ":"))
+    return fastjson.dumps_text(state)

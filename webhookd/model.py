@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from webhookd import fastjson
 from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
 
@@ -59,7 +60,7 @@ class Delivery:
     def to_payload(self) -> str:
         """The delivery at rest in the retry set (its event's body kept as text)."""
         event = self.event
-        return json.dumps(
+        return fastjson.dumps_text(
             {
                 "id": event.id,
                 "type": event.type,
@@ -69,16 +70,14 @@ class Delivery:
                 "endpoint_id": self.endpoint_id,
                 "attempts": self.attempts_made,
                 "origin": [self.origin.stream, self.origin.entry_id],
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
     @classmethod
     def from_payload(cls, payload: str | bytes, stream: str) -> Delivery:
         """A scheduled delivery read back; raises ValueError, KeyError or TypeError when the
         payload is not one. ``stream`` is the partition it was found in."""
-        raw = json.loads(payload)
+        raw = fastjson.loads(payload)
         origin = raw.get("origin") or [stream, ""]
         return cls(
             event=stored_event(raw),
@@ -104,7 +103,7 @@ class AttemptRecord:
     response_excerpt: str
 
     def to_json(self, endpoint_id: str) -> str:
-        return json.dumps(
+        return fastjson.dumps_text(
             {
                 "endpoint_id": endpoint_id,
                 "attempt": self.number,
@@ -113,9 +112,7 @@ class AttemptRecord:
                 "status": self.result.status,
                 "error": self.result.error,
                 "response": self.response_excerpt,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
+            }
         )
 
 

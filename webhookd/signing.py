@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Sequence
 
@@ -75,13 +74,12 @@ def public_key(private: Ed25519PrivateKey) -> str:
 
 
 def x_signature(key: bytes, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(key, b"%d.%s" % (timestamp, body), hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+    return "sha256=" + hmac.digest(key, b"%d.%s" % (timestamp, body), "sha256").hex()
 
 
 def standard_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(key, b"%s.%d.%s" % (msg_id.encode(), timestamp, body), hashlib.sha256)
-    return "v1," + base64.b64encode(mac.digest()).decode()
+    mac = hmac.digest(key, b"%s.%d.%s" % (msg_id.encode(), timestamp, body), "sha256")
+    return "v1," + base64.b64encode(mac).decode()
 
 
 def asymmetric_signature(

@@ -3,20 +3,20 @@
 -- Every key comes in KEYS (one slot: they share the partition's hash tag):
 --   KEYS[1] the stream, KEYS[2] the retry set, KEYS[3] the retry payloads,
 --   KEYS[4..] event records, referred to by position from the ops.
--- ARGV[1] record ttl seconds, ARGV[2] consumer group, ARGV[3] the ops, one flat JSON array
--- (see webhookd/keyspace.py encode_record):
+-- ARGV[1] record ttl seconds, ARGV[2] consumer group, ARGV[3..] the ops, one after the
+-- other (see webhookd/keyspace.py encode_record):
 --   a <key index> <endpoint id> <state json> <attempt field> <attempt json>
 --   s <member> <due ms> <payload json>
 --   c <member>
 --   k <entry id>
 local ttl, group = tonumber(ARGV[1]), ARGV[2]
-local ops = cjson.decode(ARGV[3])
+local ops = ARGV
 local touched = {}
-local i = 1
+local i = 3
 while i <= #ops do
   local op = ops[i]
   if op == 'a' then
-    local key = KEYS[ops[i + 1]]
+    local key = KEYS[tonumber(ops[i + 1])]
     if ops[i + 4] == '' then
       redis.call('HSET', key, ops[i + 2], ops[i + 3])
     else
