@@ -42,10 +42,6 @@ class LocalCluster:
         """The ``redis+cluster://`` URL webhookd takes, every master listed."""
         return "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in self.ports)
 
-    def node(self, port: int) -> redis.Redis:
-        """A plain client of one master (it answers MOVED for slots it does not own)."""
-        return redis.Redis(port=port, decode_responses=True, socket_timeout=5)
-
 
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:

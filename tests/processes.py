@@ -49,6 +49,14 @@ def write_config(path: Path, data: dict[str, dict[str, Any]]) -> Path:
     return path
 
 
+def no_retry_client(url: str) -> redis.Redis:
+    """A client that never retries by itself, so a command that failed is seen to fail."""
+    return redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+    )  # fmt: skip
+
+
 def clean_environ() -> dict[str, str]:
     """This environment without ``WEBHOOKD_*``, so only the config file speaks."""
     return {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOKD_")}
@@ -98,7 +106,7 @@ class DaemonProcess:
             )  # fmt: skip
 
     async def ready(self, timeout_s: float = 20.0) -> None:
-        """Wait until its admin API answers ``/healthz``: it has joined the group by then."""
+        """Wait until its admin API answers ``/healthz``: the daemon is up by then."""
         url = f"http://127.0.0.1:{self.admin_port}/healthz"
         async with httpx.AsyncClient(timeout=1.0) as client:
             with trio.fail_after(timeout_s):
@@ -166,13 +174,6 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self) -> redis.Redis:
-        """A client that never retries on its own, so a failed command is seen as failed."""
-        return redis.Redis(
-            port=self.port, decode_responses=True, socket_timeout=2,
-            socket_connect_timeout=1, retry=Retry(NoBackoff(), 0),
-        )  # fmt: skip
-
     async def start(self) -> None:
         args = [
             find_redis_server(),
@@ -196,7 +197,7 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with self.client() as client:
+            with no_retry_client(self.url) as client:
                 return bool(client.ping())
         except redis.RedisError:
             return False

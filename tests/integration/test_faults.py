@@ -9,6 +9,7 @@ up delivered at least once or dead-lettered; duplicates are allowed and counted.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import Counter
@@ -27,6 +28,7 @@ from redis.retry import Retry
 from processes import (
     DaemonProcess,
     RedisServer,
+    no_retry_client,
     running_daemons,
     running_redis_server,
     webhookd_cli_json,
@@ -102,14 +104,6 @@ class Run:
                 yield event, path
 
 
-def no_retry_client(url: str) -> redis.Redis:
-    """A client that never retries by itself: a failed XADD is seen as failed."""
-    return redis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1,
-        retry=Retry(NoBackoff(), 0),
-    )  # fmt: skip
-
-
 async def prepare(
     tmp_path: Path, redis_url: str, key_prefix: str, partitions: int, receiver: FlakyReceiver
 ) -> Run:
@@ -174,8 +168,9 @@ async def publish_all(run: Run, url: str, key_prefix: str, done: trio.Event) -> 
         done.set()
 
 
-async def crash_daemons(run: Run, daemons: list[DaemonProcess], rng: random.Random,
-                        done: trio.Event) -> None:  # fmt: skip
+async def crash_daemons(
+    rng: random.Random, run: Run, daemons: list[DaemonProcess], done: trio.Event
+) -> None:
     """SIGKILL one of the daemons at random moments while it works, and start it again."""
     while not done.is_set() or run.faults < 3:
         await trio.sleep(rng.uniform(0.2, 1.2))
@@ -187,7 +182,9 @@ async def crash_daemons(run: Run, daemons: list[DaemonProcess], rng: random.Rand
         await victim.ready()
 
 
-async def crash_redis(run: Run, server: RedisServer, rng: random.Random, done: trio.Event) -> None:
+async def crash_redis(
+    server: RedisServer, rng: random.Random, run: Run, _: list[DaemonProcess], done: trio.Event
+) -> None:
     """SIGKILL Redis at random moments and start it again on its port and directory."""
     while not done.is_set() or run.faults < 2:
         await trio.sleep(rng.uniform(0.8, 2.0))
@@ -328,10 +325,7 @@ async def test_nothing_is_lost_when_daemons_are_killed(
     rng = random.Random(f"{key_prefix}-daemons")
     with trio.fail_after(TEST_BUDGET_S), FlakyReceiver(FAILURE_RATE, rng.random()) as receiver:
         run = await prepare(tmp_path, redis_url, key_prefix, partitions, receiver)
-
-        async def chaos(run: Run, daemons: list[DaemonProcess], done: trio.Event) -> None:
-            await crash_daemons(run, daemons, rng, done)
-
+        chaos = functools.partial(crash_daemons, rng)
         await run_with_faults(run, redis_url, key_prefix, tmp_path, chaos)
 
 
@@ -344,10 +338,7 @@ async def test_nothing_is_lost_when_redis_is_killed(
     with trio.fail_after(TEST_BUDGET_S), FlakyReceiver(FAILURE_RATE, rng.random()) as receiver:
         async with running_redis_server(tmp_path / "redis", appendonly=True) as server:
             run = await prepare(tmp_path, server.url, key_prefix, partitions, receiver)
-
-            async def chaos(run: Run, daemons: list[DaemonProcess], done: trio.Event) -> None:
-                await crash_redis(run, server, rng, done)
-
+            chaos = functools.partial(crash_redis, server, rng)
             await run_with_faults(run, server.url, key_prefix, tmp_path, chaos)
 
 
@@ -362,18 +353,17 @@ async def test_daemons_carry_on_when_redis_restarts_empty(
         async with running_redis_server(tmp_path / "redis", appendonly=False) as server:
             run = await prepare(tmp_path, server.url, key_prefix, partitions, receiver)
             async with running_daemons(run.config, tmp_path, 2) as daemons:
-                before = await publish_some(run, server.url, key_prefix, range(6))
+                before = publish_some(run, server.url, key_prefix, range(6))
                 await wait_received(run, before, daemons)
                 await server.kill()
                 await server.start()
-                run.endpoint_paths.clear()
                 await webhookd_cli_json(run.config, "endpoint", "add", "--vendor", "v_a",
                                     "--url", receiver.url("/a/all"))  # fmt: skip
-                after = await publish_some(run, server.url, key_prefix, range(100, 106))
+                after = publish_some(run, server.url, key_prefix, range(100, 106))
                 await wait_received(run, after, daemons)
 
 
-async def publish_some(run: Run, url: str, key_prefix: str, numbers: range) -> set[int]:
+def publish_some(run: Run, url: str, key_prefix: str, numbers: range) -> set[int]:
     """XADD v_a's events ``numbers``, to every partition in turn."""
     client = no_retry_client(url)
     try:
