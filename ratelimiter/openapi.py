@@ -147,12 +147,18 @@ def _auth(plans: Sequence[str], deny_status: int, trust_key_header: bool) -> dic
         "503": _json(_ERROR, "Redis failed and failure_mode is closed", _REFUSAL_HEADERS),
     }
     if trust_key_header:
-        security.append({"gatewayKey": []})
+        # Not a security scheme: the gateway is trusted, so no value of it is invalid;
+        # an API key or this header will do, hence the empty alternative.
+        security.append({})
+        key = "raw-key mode: the key to limit when no API key is sent, set by a trusted gateway"
+        parameters.append(
+            _header("X-RateLimit-Key", key, {"type": "string", "maxLength": MAX_KEY_CHARS})
+        )
         parameters.append(
             _header(
                 "X-RateLimit-Plan",
-                "plan of X-RateLimit-Key (default: service.default_plan)",
-                {"enum": list(plans)},
+                "plan of X-RateLimit-Key (empty or absent: service.default_plan)",
+                {"enum": [*plans, ""]},
             )
         )
         responses["400"] = _json(_ERROR, "a bad X-RateLimit-Key or X-RateLimit-Plan", {})
@@ -168,17 +174,9 @@ def openapi_document(
     plans: Sequence[str], *, deny_status: int = 429, trust_key_header: bool = False
 ) -> dict[str, Any]:
     """The description of a service with these plans and settings."""
-    schemes: dict[str, Any] = {
+    schemes = {
         "apiKey": {"type": "http", "scheme": "bearer", "description": "mk_live_... API key"},
     }
-    if trust_key_header:
-        schemes["gatewayKey"] = {
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-RateLimit-Key",
-            "description": f"raw-key mode: the key to limit, set by a trusted gateway "
-            f"({MAX_KEY_CHARS} characters at most)",
-        }
     auth = _auth(plans, deny_status, trust_key_header)
     return {
         "openapi": "3.1.0",

@@ -302,13 +302,16 @@ class Service:
         elif request.path != "/v1/auth":  # Envoy's path_prefix: /v1/auth/<original path>
             route = f"{request.method} {request.path.removeprefix('/v1/auth')}"
         plan = self._settings.default_plan
-        if token.startswith(KEY_PREFIX):
-            return Hit(f"apikey:{id_of(token)}", plan, route, (), 1), token
-        raw = headers.get("x-ratelimit-key") if self._settings.trust_key_header else None
-        if raw:
+        raw = None
+        if self._settings.trust_key_header:  # checked even when an API key then wins
             if headers.get("x-ratelimit-plan"):
                 plan = self._known_plan(headers["x-ratelimit-plan"], "X-RateLimit-Plan") or plan
-            return Hit(RAW_NAMESPACE + _key(raw, "X-RateLimit-Key"), plan, route, (), 1), None
+            if headers.get("x-ratelimit-key"):
+                raw = _key(headers["x-ratelimit-key"], "X-RateLimit-Key")
+        if token.startswith(KEY_PREFIX):
+            return Hit(f"apikey:{id_of(token)}", self._settings.default_plan, route, (), 1), token
+        if raw is not None:
+            return Hit(RAW_NAMESPACE + raw, plan, route, (), 1), None
         if scheme:
             raise Unauthorized("not an API key: send Authorization: Bearer mk_live_...",
                                invalid=True)  # fmt: skip

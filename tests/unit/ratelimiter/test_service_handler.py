@@ -240,9 +240,11 @@ async def test_raw_key_mode_takes_the_gateways_key_and_api_keys_win(trusting: Se
     api_key = "mk_live_" + "a" * 32
     keyed, looked_up = svc.auth_hit(
         get("/v1/auth", authorization=f"bearer {api_key}", x_ratelimit_key="ip:10.0.0.1",
-            x_ratelimit_plan="gold")  # ignored for API keys: the key's record says
+            x_ratelimit_plan="growth")  # ignored for API keys: the key's record says
     )  # fmt: skip
     assert (looked_up, keyed.key.startswith("apikey:key_")) == (api_key, True)
+    bad_plan = get("/v1/auth", authorization=f"Bearer {api_key}", x_ratelimit_plan="gold")
+    assert (await svc.handle(bad_plan)).status == 400  # checked all the same, as documented
     made_up = await svc.handle(get("/v1/auth", authorization=f"Bearer {api_key}",
                                    x_ratelimit_key="ip:10.0.0.1"))  # fmt: skip
     assert challenge_of(made_up).endswith('error="invalid_token"')
