@@ -20,6 +20,7 @@ hangs. Every coredis failure comes out as ``BackendError``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import math
@@ -35,6 +36,8 @@ from coredis.exceptions import RedisError
 
 from ratelimiter.async_redis import AsyncRedisClient
 from ratelimiter.errors import BackendError, UnknownApiKey
+from ratelimiter.limit import Limit
+from ratelimiter.policy import Plan
 from ratelimiter.vendors import PLAN_FIELD, record_key
 
 KEY_PREFIX = "mk_live_"
@@ -70,6 +73,16 @@ class Credential:
 
     key: ApiKey
     vendor_plan: str | None
+
+
+@functools.lru_cache(maxsize=4096)
+def key_limits(plan: Plan, key_id: str) -> tuple[Limit, ...]:
+    """A key's own plan, as limits counted for that key alone (scoped to its id), so they
+    can sit in its vendor's counter hash and be checked in one step with the vendor's."""
+    return tuple(
+        Limit(limit.amount, limit.window_s, limit.exact, scope=key_id, name=f"key-{limit.policy}")
+        for limit in plan.limits
+    )
 
 
 def new_key() -> str:

@@ -46,7 +46,7 @@ from ratelimiter.decision import Decision, decide
 from ratelimiter.embedded import embedded_url
 from ratelimiter.errors import BackendError, InvalidLimit, InvalidRequest
 from ratelimiter.httpserver import Limits, Request, Response, serve_listeners
-from ratelimiter.keys import KEY_PREFIX, Credential, KeyStore, id_of
+from ratelimiter.keys import KEY_PREFIX, Credential, KeyStore, id_of, key_limits
 from ratelimiter.limit import Limit, parse_limit
 from ratelimiter.metrics import DECISIONS, LATENCY, REDIS_ERRORS
 from ratelimiter.openapi import (
@@ -125,7 +125,6 @@ class Service:
         self._store_ok = True
         self._counters: dict[tuple[str, str | None], Any] = {}
         self._latency = {endpoint: LATENCY.labels(endpoint) for endpoint in ("check", "auth")}
-        self._own_limits: dict[tuple[str, str], tuple[Limit, ...]] = {}
         document = openapi_document(sorted(limiter.policy.plans), deny_status=settings.deny_status,
                                     trust_key_header=settings.trust_key_header)  # fmt: skip
         self._openapi = Response.json(200, document)
@@ -229,20 +228,7 @@ class Service:
         record = credential.key
         own: tuple[Limit, ...] = ()
         if record.plan is not None and record.plan in plans:
-            own = self._own_limits.get((record.id, record.plan), ())
-            if not own:
-                if len(self._own_limits) >= 10_000:
-                    self._own_limits.clear()
-                own = self._own_limits[(record.id, record.plan)] = tuple(
-                    Limit(
-                        limit.amount,
-                        limit.window_s,
-                        limit.exact,
-                        scope=record.id,
-                        name=f"key-{limit.policy}",
-                    )
-                    for limit in plans[record.plan].limits
-                )
+            own = key_limits(plans[record.plan], record.id)
         return hit._replace(key=quota_key(record.vendor), plan=plan, limits=own)
 
     def check_hit(self, body: Any) -> Hit:
