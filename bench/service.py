@@ -143,13 +143,14 @@ def process(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
             child.wait()
 
 
-def service_command(directory: Path, name: str, port: int, redis_url: str | None) -> list[str]:
+def service_command(directory: Path, name: str, port: int, redis_url: str) -> list[str]:
+    """Raw-key mode: /v1/auth is driven with X-RateLimit-Key, as a trusted gateway sends."""
     config = directory / f"{name}.toml"
-    redis = f'[redis]\nurl = "{redis_url}"\nkey_prefix = "bench"\n' if redis_url else ""
     config.write_text(
-        f'{redis}[service]\nlisten = "127.0.0.1:{port}"\ndefault_plan = "bench"\n'
-        f'redis_timeout = 1.0\n[plans]\nfile = "{directory / "plans.toml"}"\n'
-        '[log]\nlevel = "warning"\n'
+        f'[redis]\nurl = "{redis_url}"\nkey_prefix = "bench"\n'
+        f'[service]\nlisten = "127.0.0.1:{port}"\ndefault_plan = "bench"\n'
+        f"redis_timeout = 1.0\ntrust_key_header = true\n"
+        f'[plans]\nfile = "{directory / "plans.toml"}"\n[log]\nlevel = "warning"\n'
     )
     return [RATELIMITER, "serve", "--config", str(config)]
 
@@ -165,7 +166,7 @@ def bench(seconds: int, endpoints: list[str]) -> None:
         ports = {name: free_port() for name in ("ceiling", "memory", "redis")}
         commands = {
             "ceiling": [sys.executable, __file__, "--ceiling", str(ports["ceiling"])],
-            "memory": service_command(directory, "memory", ports["memory"], None),
+            "memory": service_command(directory, "memory", ports["memory"], "memory://"),
             "redis": service_command(directory, "redis", ports["redis"], redis.url),
         }
         pids = {name: stack.enter_context(process(command, ports[name])).pid

@@ -5,7 +5,8 @@ gathered goes out as one script call. On Redis Cluster a script may only touch o
 slot: the batch is split by slot (every key of a check shares the check's hash tag)
 and the parts go out together in one cluster pipeline. The script is called by its
 SHA1 and loaded only when Redis answers ``NOSCRIPT``. Every coredis failure comes out
-as ``BackendError``.
+as ``BackendError``: for the whole batch when Redis cannot be reached, for one check
+(or one slot's part) when only it failed, so that one bad check never fails others.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class AsyncRedisBackend:
             self._opened = False
             await self.client.__aexit__(None, None, None)
 
-    async def _send(self, checks: Sequence[Check]) -> list[Outcome]:
+    async def _send(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
         self._require_open()
         try:
             if not self._cluster:
@@ -91,11 +92,11 @@ class AsyncRedisBackend:
                 "'async with AsyncLimiter.from_url(...) as limiter:'"
             )
 
-    async def _decide(self, checks: Sequence[Check]) -> list[Outcome]:
+    async def _decide(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
         keys, args = scripts.encode(self._prefix, checks)
         return scripts.decode(checks, await self._evalsha(scripts.DECIDE, keys, args))
 
-    async def _decide_by_slot(self, checks: Sequence[Check]) -> list[Outcome]:
+    async def _decide_by_slot(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
         slots: dict[int, list[int]] = {}
         for position, check in enumerate(checks):
             slot = key_slot(scripts.hash_key(self._prefix, check.key).encode())
@@ -109,14 +110,18 @@ class AsyncRedisBackend:
                 keys, args = scripts.encode(self._prefix, group)
                 pipe.evalsha(sha, keys=keys, args=args)
         replies = list(pipe.results or ())
-        outcomes: list[Outcome | None] = [None] * len(checks)
+        outcomes: list[Outcome | BackendError | None] = [None] * len(checks)
         for group, positions, reply in zip(groups, slots.values(), replies, strict=True):
             if isinstance(reply, NoScriptError):
                 keys, args = scripts.encode(self._prefix, group)
                 reply = await self._evalsha(scripts.DECIDE, keys, args)
-            elif isinstance(reply, Exception):
-                raise reply
-            for position, outcome in zip(positions, scripts.decode(group, reply), strict=True):
+            if isinstance(reply, Exception):  # this slot's part failed, not the others
+                decoded: list[Outcome | BackendError] = [
+                    BackendError(f"Redis failed: {reply}") for _ in group
+                ]
+            else:
+                decoded = scripts.decode(group, reply)
+            for position, outcome in zip(positions, decoded, strict=True):
                 outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 

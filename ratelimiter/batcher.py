@@ -11,7 +11,8 @@ structured concurrency alike (through anyio).
 The send is shielded and bounded by ``timeout_s``: a flusher cancelled mid-flight
 still delivers the other waiters' outcomes (and cancellation reaches it right after).
 A waiter cancelled before its check went out takes the check back; one cancelled
-after may have been counted.
+after may have been counted. ``send`` answers each check with its outcome or its own
+error: one check that fails fails only its own caller.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import anyio
 from ratelimiter.backend import Check, Outcome
 from ratelimiter.errors import BackendError
 
-Send = Callable[[Sequence[Check]], Awaitable[list[Outcome]]]
+Send = Callable[[Sequence[Check]], Awaitable[list[Outcome | BackendError]]]
 
 
 class _Pending:
@@ -82,7 +83,10 @@ class Coalescer:
                         pending.error = error
                 else:
                     for pending, outcome in zip(batch, outcomes, strict=True):
-                        pending.outcome = outcome
+                        if isinstance(outcome, BackendError):
+                            pending.error = outcome
+                        else:
+                            pending.outcome = outcome
         finally:
             self._flushing = False
             timed_out = BackendError(f"no answer from Redis within {self._timeout_s} s")

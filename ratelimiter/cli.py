@@ -1,7 +1,10 @@
-"""The ``ratelimiter`` command line: ``serve``, and ``key create|list|revoke|set-plan``.
+"""The ``ratelimiter`` command line: ``serve``, ``key create|list|revoke|set-plan`` and
+``vendor set-plan|show``.
 
 Every command takes ``--config PATH`` (default ``config/ratelimiter.toml`` when it
 exists, or ``RATELIMITER_CONFIG``); a config that cannot be used exits with status 2.
+With ``redis.url`` unset, the key and vendor commands use the embedded Redis of
+``redis.data_dir``: the running service's, or one started for the command.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import structlog
 import trio
 
 from ratelimiter.async_limiter import AsyncLimiter
-from ratelimiter.async_redis import AsyncRedisBackend
+from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
 from ratelimiter.config import Settings, load_settings, service_policy
+from ratelimiter.embedded import embedded_url
 from ratelimiter.errors import ConfigError, RateLimiterError
 from ratelimiter.keys import KeyStore
 from ratelimiter.policy import Policy
+from ratelimiter.vendors import AsyncVendorPlans
 
 T = TypeVar("T")
 
@@ -99,31 +104,45 @@ def key() -> None:
     """Manage API keys (kept in Redis, as their SHA-256 only)."""
 
 
-def with_keys(settings: Settings, action: Callable[[KeyStore], Awaitable[T]]) -> T:
-    """Run one operation on the key store of the configured Redis."""
-    if settings.redis_url is None:
+def with_store(settings: Settings, action: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
+    """Run one operation on the configured Redis, or the embedded one (logs on stderr, so
+    that what a command prints can be captured whole: ``KEY=$(ratelimiter key create …)``)."""
+    configure_logging(settings.log_level)
+    if settings.redis_url == "memory://":
         raise click.ClickException(
-            "API keys are kept in Redis: set redis.url (or RATELIMITER_REDIS_URL)"
+            "API keys and vendor plans are kept in Redis, and redis.url is memory://"
         )
-    url = settings.redis_url
 
-    async def run() -> T:
+    async def run(url: str) -> T:
         # Raised inside the client's task group, an error would come out wrapped in an
         # exception group; carry it out of the block and raise it plainly instead.
         failure: RateLimiterError | None = None
         async with AsyncLimiter.from_url(url, plans=policy_of(settings)) as limiter:
             assert isinstance(limiter.backend, AsyncRedisBackend)
-            store = KeyStore(limiter.backend.client, prefix=settings.key_prefix)
             try:
-                return await action(store)
+                return await action(limiter.backend.client)
             except RateLimiterError as error:
                 failure = error
         raise failure
 
     try:
-        return trio.run(run)
+        with embedded_url(settings.redis_url, settings.data_dir) as url:
+            return trio.run(run, url)
+    except ConfigError as error:
+        config_failure(error)
     except RateLimiterError as error:
         raise click.ClickException(str(error)) from None
+
+
+def with_keys(settings: Settings, action: Callable[[KeyStore], Awaitable[T]]) -> T:
+    return with_store(settings, lambda client: action(KeyStore(client, prefix=settings.key_prefix)))
+
+
+def with_vendors(settings: Settings, action: Callable[[AsyncVendorPlans], Awaitable[T]]) -> T:
+    def plans(client: AsyncRedisClient) -> AsyncVendorPlans:
+        return AsyncVendorPlans(client, plans=policy_of(settings), prefix=settings.key_prefix)
+
+    return with_store(settings, lambda client: action(plans(client)))
 
 
 def known_plan(settings: Settings, plan: str, hint: str) -> str:
@@ -139,13 +158,18 @@ def echo_json(value: Any) -> None:
 
 
 @key.command("create")
-@click.option("--vendor", required=True, help="Vendor the key belongs to.")
-@click.option("--plan", required=True, help="Plan the key is limited by (from the plans file).")
+@click.option("--vendor", required=True, help="Vendor the key belongs to (and counts under).")
+@click.option(
+    "--plan",
+    default=None,
+    help="A plan of the key's own, applied besides its vendor's (e.g. a tighter one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key with its record as JSON.")
 @config_option
-def key_create(settings: Settings, vendor: str, plan: str, as_json: bool) -> None:
+def key_create(settings: Settings, vendor: str, plan: str | None, as_json: bool) -> None:
     """Make a key and print it: this is the only time it is shown."""
-    plan = known_plan(settings, plan, "'--plan'")
+    if plan is not None:
+        plan = known_plan(settings, plan, "'--plan'")
     made, record = with_keys(settings, lambda s: s.create(vendor, plan, now_s=time.time()))
     if as_json:
         echo_json({"key": made, **record.public()})
@@ -175,9 +199,46 @@ def key_revoke(settings: Settings, key_or_id: str) -> None:
 @click.argument("plan")
 @config_option
 def key_set_plan(settings: Settings, key_or_id: str, plan: str) -> None:
-    """Move a key (its id, or the key itself) to another plan."""
+    """Give a key (its id, or the key itself) a plan of its own; "none" takes it away."""
+    own = None if plan == "none" else known_plan(settings, plan, "'PLAN'")
+    echo_json(with_keys(settings, lambda s: s.set_plan(key_or_id, own)).public())
+
+
+@cli.group()
+def vendor() -> None:
+    """Vendors' plans: all of a vendor's API keys share its plan's quota."""
+
+
+@vendor.command("set-plan")
+@click.argument("vendor_id")
+@click.argument("plan")
+@config_option
+def vendor_set_plan(settings: Settings, vendor_id: str, plan: str) -> None:
+    """Put a vendor on a plan (from the plans file)."""
     plan = known_plan(settings, plan, "'PLAN'")
-    echo_json(with_keys(settings, lambda s: s.set_plan(key_or_id, plan)).public())
+    with_vendors(settings, lambda v: v.set_plan(vendor_id, plan))
+    echo_json({"vendor": vendor_id, "plan": plan})
+
+
+@vendor.command("show")
+@click.argument("vendor_id")
+@config_option
+def vendor_show(settings: Settings, vendor_id: str) -> None:
+    """Print a vendor's plan and its current usage as JSON.
+
+    A vendor with no plan set is on service.default_plan ("default": true).
+    """
+
+    async def show(vendors: AsyncVendorPlans) -> dict[str, Any]:
+        plan = await vendors.plan_of(vendor_id)
+        applied = settings.service.default_plan
+        if plan is not None and plan in policy_of(settings).plans:
+            applied = plan
+        usage = await vendors.usage(vendor_id, applied)
+        return {"vendor": vendor_id, "plan": applied, "default": plan is None,
+                "usage": [limit.public() for limit in usage]}  # fmt: skip
+
+    echo_json(with_vendors(settings, show))
 
 
 def configure_logging(level: str) -> None:

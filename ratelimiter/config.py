@@ -38,6 +38,7 @@ class ServiceSettings:
     failure_mode: str  # "open" or "closed"
     redis_timeout_s: float
     key_cache_ttl_s: float
+    trust_key_header: bool = False  # raw-key mode: X-RateLimit-Key from a trusted gateway
 
     @property
     def address(self) -> tuple[str, int]:
@@ -47,12 +48,13 @@ class ServiceSettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    redis_url: str | None  # None: the in-process memory store
+    redis_url: str | None  # None: the embedded redis-server on data_dir; memory:// the process
     key_prefix: str
     service: ServiceSettings
     plans_file: Path | None  # None: the shipped config/plans.toml
     routes: Mapping[str, str]
     log_level: str
+    data_dir: Path = Path(".ratelimiter")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +106,23 @@ def _choice(*words: str) -> Callable[[Any], str]:
     return lambda value: str(_fit(value, value in words))
 
 
+_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
+
+
 def _redis_url(value: Any) -> str | None:
     url = _optional_text(value)
     if url is not None:
-        scheme = url.partition("://")[0]
-        _fit(url, "://" in url and scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"))
+        _fit(url, "://" in url and url.partition("://")[0] in _SCHEMES)
     return url
+
+
+def _flag(value: Any) -> bool:
+    return bool(_fit(value, isinstance(value, bool)))
+
+
+def _flag_text(text: str) -> bool | str:
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    return words.get(text.strip().lower(), text)
 
 
 def _int_text(text: str) -> int:
@@ -118,14 +131,16 @@ def _int_text(text: str) -> int:
 
 # fmt: off
 KEYS: dict[str, _Key] = {
-    "redis.url": _Key(_redis_url, str, "a redis://, rediss:// or redis+cluster:// URL "
-                      "(empty means unset)", None),
+    "redis.url": _Key(_redis_url, str, "a redis://, rediss://, unix://, redis+cluster:// or "
+                      "memory:// URL (empty means unset: the embedded redis-server)", None),
+    "redis.data_dir": _Key(lambda v: Path(_text(v)), str, "a directory", Path(".ratelimiter")),
     "redis.key_prefix": _Key(_text, str, "a non-empty string", "rl"),
     "service.listen": _Key(lambda v: _fit(v, bool(_split_listen(_text(v)))), str,
                            "host:port such as 127.0.0.1:8081 ([::1]:8081 for IPv6)",
                            "127.0.0.1:8081"),
     "service.default_plan": _Key(_text, str, "a plan name", "basic"),
     "service.deny_status": _Key(_status, _int_text, "an HTTP status from 400 to 599", 429),
+    "service.trust_key_header": _Key(_flag, _flag_text, "true or false", False),
     "service.failure_mode": _Key(_choice("open", "closed"), str, '"open" or "closed"', "open"),
     "service.redis_timeout": _Key(_number(lambda n: n > 0), float, "seconds, above 0", 0.25),
     "keys.cache_ttl": _Key(_number(lambda n: n >= 0), float, "seconds, 0 or more", 5.0),
@@ -199,10 +214,12 @@ def settings_from_mapping(
             failure_mode=values["service.failure_mode"],
             redis_timeout_s=values["service.redis_timeout"],
             key_cache_ttl_s=values["keys.cache_ttl"],
+            trust_key_header=values["service.trust_key_header"],
         ),
         plans_file=values["plans.file"],
         routes=MappingProxyType(routes),
         log_level=values["log.level"],
+        data_dir=values["redis.data_dir"],
     )
 
 

@@ -1,24 +1,29 @@
 """API keys as gateways use them: ``mk_live_`` + 32 random characters, stored as SHA-256.
 
-A key is shown once, when it is made; Redis keeps only its SHA-256 with the vendor
-and plan it belongs to. Its id, ``key_`` + the first 16 hex digits of that digest,
-names it in listings and commands without revealing it, and is derived from the key,
-so looking a key up is one ``HGETALL``::
+A key is shown once, when it is made; Redis keeps only its SHA-256 with the vendor it
+belongs to and, optionally, a plan of its own (tighter than its vendor's: both apply).
+Its id, ``key_`` + the first 16 hex digits of that digest, names it in listings and
+commands without revealing it, and is derived from the key, so looking a key up is one
+``HGETALL`` (and one ``HGET`` of its vendor's plan, ``vendors.py``)::
 
-    <prefix>:apikey:<id>   hash   sha256, vendor, plan, created, revoked (unix seconds)
+    <prefix>:apikey:<id>   hash   sha256, vendor, plan ("" for none), created, revoked
     <prefix>:apikeys       set    every id, for listing
 
 The service looks keys up through an in-process cache (trio's clock), unknown keys
 included, so a stream of requests with one key costs one Redis read per ``cache_ttl_s``
-and a revocation reaches every process within that time. When Redis fails, an expired
-entry is still used rather than none. Every coredis failure comes out as ``BackendError``.
+and a revocation or a vendor's new plan reaches every process within that time. When
+Redis fails or does not answer within ``timeout_s``, an expired entry is still used
+rather than none: a key known to be unknown or revoked stays refused while Redis
+hangs. Every coredis failure comes out as ``BackendError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
+import math
 import secrets
 import string
 from collections.abc import Iterator
@@ -31,6 +36,9 @@ from coredis.exceptions import RedisError
 
 from ratelimiter.async_redis import AsyncRedisClient
 from ratelimiter.errors import BackendError, UnknownApiKey
+from ratelimiter.limit import Limit
+from ratelimiter.policy import Plan
+from ratelimiter.vendors import PLAN_FIELD, record_key
 
 KEY_PREFIX = "mk_live_"
 KEY_CHARS = 32
@@ -40,11 +48,12 @@ _FAILURES = (RedisError, OSError, anyio.BrokenResourceError, anyio.ClosedResourc
 
 @dataclass(frozen=True, slots=True)
 class ApiKey:
-    """What is known of a key: never the key itself. ``revoked`` is when, if it was."""
+    """What is known of a key: never the key itself. ``plan`` is the key's own plan (None:
+    its vendor's alone applies); ``revoked`` is when it was revoked, if it was."""
 
     id: str
     vendor: str
-    plan: str
+    plan: str | None
     created: int
     revoked: int | None = None
 
@@ -56,6 +65,24 @@ class ApiKey:
             "created": self.created,
             "revoked": self.revoked,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A presented key's record, and its vendor's plan (None: the vendor has no record)."""
+
+    key: ApiKey
+    vendor_plan: str | None
+
+
+@functools.lru_cache(maxsize=4096)
+def key_limits(plan: Plan, key_id: str) -> tuple[Limit, ...]:
+    """A key's own plan, as limits counted for that key alone (scoped to its id), so they
+    can sit in its vendor's counter hash and be checked in one step with the vendor's."""
+    return tuple(
+        Limit(limit.amount, limit.window_s, limit.exact, scope=key_id, name=f"key-{limit.policy}")
+        for limit in plan.limits
+    )
 
 
 def new_key() -> str:
@@ -81,21 +108,23 @@ class KeyStore:
         prefix: str = "rl",
         cache_ttl_s: float = 5.0,
         cache_size: int = 100_000,
+        timeout_s: float = math.inf,
     ) -> None:
         self._client: Any = client
         self._prefix = prefix
         self._cache_ttl_s = cache_ttl_s
         self._cache_size = cache_size
-        self._cache: dict[str, tuple[ApiKey | None, float]] = {}
+        self._timeout_s = timeout_s
+        self._cache: dict[str, tuple[Credential | None, float]] = {}
 
     def _record_key(self, key_id: str) -> str:
         return f"{self._prefix}:apikey:{key_id}"
 
-    async def create(self, vendor: str, plan: str, *, now_s: float) -> tuple[str, ApiKey]:
+    async def create(self, vendor: str, plan: str | None, *, now_s: float) -> tuple[str, ApiKey]:
         """A new key and its record; the key itself is not kept anywhere."""
         key = new_key()
         record = ApiKey(id_of(key), vendor, plan, int(now_s))
-        fields = {"sha256": digest_of(key), "vendor": vendor, "plan": plan,
+        fields = {"sha256": digest_of(key), "vendor": vendor, "plan": plan or "",
                   "created": str(record.created), "revoked": ""}  # fmt: skip
         with _translated():
             await self._client.hset(self._record_key(record.id), fields)
@@ -123,35 +152,44 @@ class KeyStore:
             await self._client.hset(self._record_key(record.id), {"revoked": str(int(now_s))})
         return await self.get(record.id)
 
-    async def set_plan(self, key_or_id: str, plan: str) -> ApiKey:
+    async def set_plan(self, key_or_id: str, plan: str | None) -> ApiKey:
+        """Give a key a plan of its own, or (None) take it away."""
         record = await self.get(key_or_id)
         with _translated():
-            await self._client.hset(self._record_key(record.id), {"plan": plan})
+            await self._client.hset(self._record_key(record.id), {"plan": plan or ""})
         return await self.get(record.id)
 
-    async def lookup(self, key: str) -> ApiKey | None:
-        """The record of ``key`` (revoked ones too), None if there is none; cached."""
+    async def lookup(self, key: str) -> Credential | None:
+        """The record of ``key`` (revoked ones too) with its vendor's plan, None if there is
+        none; cached. ``BackendError`` only when Redis fails and nothing is cached."""
         digest = digest_of(key)
         now = trio.current_time()
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
         try:
-            with _translated():
-                found = await self._fetch(f"key_{digest[:16]}")
-        except BackendError:
-            if cached is None:
+            with trio.fail_after(self._timeout_s), _translated():
+                credential = await self._credential(digest)
+        except (BackendError, trio.TooSlowError) as error:
+            if cached is not None:
+                return cached[0]  # stale, but better than failing the request
+            if isinstance(error, BackendError):
                 raise
-            return cached[0]  # stale, but better than failing the request
-        record = None
-        if found is not None and hmac.compare_digest(found[1], digest):
-            record = found[0]
+            raise BackendError(f"no answer from Redis within {self._timeout_s} s") from None
         if len(self._cache) >= self._cache_size:
             self._cache = {d: entry for d, entry in self._cache.items() if entry[1] > now}
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()
-        self._cache[digest] = (record, now + self._cache_ttl_s)
-        return record
+        self._cache[digest] = (credential, now + self._cache_ttl_s)
+        return credential
+
+    async def _credential(self, digest: str) -> Credential | None:
+        found = await self._fetch(f"key_{digest[:16]}")
+        if found is None or not hmac.compare_digest(found[1], digest):
+            return None
+        record = found[0]
+        plan = await self._client.hget(record_key(self._prefix, record.vendor), PLAN_FIELD)
+        return Credential(record, _text(plan) if plan else None)
 
     async def _fetch(self, key_id: str) -> tuple[ApiKey, str] | None:
         """The record and its stored digest, or None."""
@@ -163,7 +201,7 @@ class KeyStore:
         record = ApiKey(
             key_id,
             fields.get("vendor", ""),
-            fields.get("plan", ""),
+            fields.get("plan") or None,
             int(fields.get("created") or 0),
             None if revoked is None else int(revoked),
         )

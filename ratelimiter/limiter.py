@@ -71,11 +71,12 @@ def split_url(url: str) -> tuple[str, str]:
     scheme, separator, rest = url.partition("://")
     if not separator:
         raise ConfigError(
-            f"bad limiter URL {url!r}: expected memory://, redis://, rediss:// or redis+cluster://"
+            f"bad limiter URL {url!r}: expected memory://, redis://, rediss://, unix:// "
+            "or redis+cluster://"
         )
     if scheme == "memory":
         return "memory", url
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "unix"):
         return "redis", url
     if scheme in ("redis+cluster", "rediss+cluster"):
         return "cluster", f"{scheme.removesuffix('+cluster')}://{rest}"

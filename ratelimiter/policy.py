@@ -12,11 +12,21 @@ The plans file::
 
 A hit's limits are its ad-hoc limits, then its plan's, then its route's, with duplicates
 (same counter) dropped. An unknown route adds no limit; an unknown plan is an error.
+
+Routes are matched and counted in a normal form (``normalize_route``), so that no
+spelling of a path that an upstream server may take for the same one escapes its
+limit: the query and fragment are dropped, every percent-encoding is decoded (once),
+empty and ``.`` segments are dropped and ``..`` removes the segment before it (RFC 3986
+5.2.4), a segment's ``;parameters`` are dropped (Tomcat and Spring ignore them), and
+the path is lower-cased. Paths are case-sensitive (RFC 3986 6.2.2.1), but many servers
+route them without regard to case; two routes that differ only in case share a limit,
+which errs on the side of limiting.
 """
 
 from __future__ import annotations
 
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,10 +99,23 @@ class Policy:
 
 
 def normalize_route(route: str) -> str:
-    """``"get /api/v2/products?page=2"`` -> ``"GET /api/v2/products"``."""
+    """``"get /API/v2//%6frders/?page=2"`` -> ``"GET /api/v2/orders"`` (module docstring)."""
     method, _, path = route.strip().partition(" ")
     path = path.strip().split("?", 1)[0].split("#", 1)[0]
-    return f"{method.upper()} {path}" if path else method.upper()
+    return f"{method.upper()} {normalize_path(path)}" if path else method.upper()
+
+
+def normalize_path(path: str) -> str:
+    """A request path in the form route limits are matched in: ``"/a/b"``, or ``"/"``."""
+    segments: list[str] = []
+    for segment in urllib.parse.unquote(path, errors="replace").lower().split("/"):
+        segment = segment.split(";", 1)[0]
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    return "/" + "/".join(segments)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -12,6 +12,9 @@ Key layout, for a key ``K`` under the prefix ``rl``::
 
 ``<id>`` is ``amount/window_s``, with ``@scope`` for route limits. Every key of one key
 carries the same hash tag ``{K}``, so one check touches a single Redis Cluster slot.
+Inside the tag, ``%``, ``{`` and ``}`` of ``K`` are written ``%25``, ``%7B`` and ``%7D``:
+a key that starts with ``}`` would otherwise make an empty tag, and Redis Cluster would
+hash each key of the check whole, into different slots.
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ SHA1 = {source: hashlib.sha1(source.encode()).hexdigest() for source in (DECIDE,
 Arguments = tuple[list[str], list[str]]
 
 
+_TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
 def hash_key(prefix: str, key: str) -> str:
-    """The counter hash of ``key``: its braces make ``key`` the cluster hash tag."""
-    return f"{prefix}:{{{key}}}"
+    """The counter hash of ``key``: its braces make ``key`` (escaped) the cluster hash tag."""
+    return f"{prefix}:{{{key.translate(_TAG_ESCAPES)}}}"
 
 
 def encode(prefix: str, checks: Sequence[Check]) -> Arguments:
@@ -64,15 +70,25 @@ def encode(prefix: str, checks: Sequence[Check]) -> Arguments:
     return keys, args
 
 
-def decode(checks: Sequence[Check], reply: object) -> list[Outcome]:
-    """Split ``decide.lua``'s reply (numbers in one string) into one outcome per check."""
+def decode(checks: Sequence[Check], reply: object) -> list[Outcome | BackendError]:
+    """Split ``decide.lua``'s reply (numbers in one string, then the messages of checks
+    that failed) into one outcome per check, or the error of a check that failed."""
+    messages: list[object] = []
+    if isinstance(reply, list) and reply:
+        reply, *messages = reply
     if not isinstance(reply, bytes | str):
         raise BackendError(f"unexpected reply from the decide script: {reply!r}")
     numbers = list(map(int, reply.split()))
-    outcomes = []
+    failures = iter(messages)
+    outcomes: list[Outcome | BackendError] = []
     position = 0
     for check in checks:
         now_ms, allowed = numbers[position], numbers[position + 1] == 1
+        if numbers[position + 1] == -1:
+            message = _text(next(failures, "no message"))
+            outcomes.append(BackendError(f"the decision failed in Redis: {message}"))
+            position += 2
+            continue
         states = []
         for _ in check.limits:
             states.append((numbers[position + 2], numbers[position + 3], numbers[position + 4]))
@@ -80,6 +96,10 @@ def decode(checks: Sequence[Check], reply: object) -> list[Outcome]:
         outcomes.append(Outcome(now_ms, allowed, tuple(states)))
         position += 2
     return outcomes
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -15,18 +15,23 @@ allows the request, ``closed`` answers 503; both say so in ``X-RateLimit-Failure
 and in the ``ratelimiter_decisions_total`` metric, and carry the header fields of the
 limits the hit was checked against.
 
-``/v1/auth`` takes the key from an ``mk_live_`` bearer token (an API key: looked up,
-401 when unknown or revoked, limited per key with the key's plan), else from
-``X-RateLimit-Key``, else from any other bearer token (limited by its SHA-256, so no
-credential ends up in Redis key names).
+``/v1/auth`` takes the credential from an ``mk_live_`` bearer token: an API key, looked
+up, counted under its vendor (``vendors.quota_key``) against the vendor's plan, and
+against the key's own plan too when it has one. Only with ``service.trust_key_header``
+(raw-key mode, for a gateway that sets the header itself) does a request without an API
+key count under its ``X-RateLimit-Key``. Anything else, a made-up token included,
+answers 401 with a ``WWW-Authenticate`` challenge: no credential gets a quota of its
+own by being presented. Keys named by callers (``/v1/check``, ``X-RateLimit-Key``) are
+counted under ``raw:<key>``, a namespace no API key or vendor quota lives in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -39,17 +44,25 @@ from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
 from ratelimiter.config import ServiceSettings, Settings
 from ratelimiter.decision import Decision, decide
+from ratelimiter.embedded import embedded_url
 from ratelimiter.errors import BackendError, InvalidLimit, InvalidRequest
-from ratelimiter.keys import KEY_PREFIX, KeyStore, id_of
-from ratelimiter.limit import parse_limit
+from ratelimiter.keys import KEY_PREFIX, Credential, KeyStore, id_of, key_limits
+from ratelimiter.limit import Limit, parse_limit
 from ratelimiter.metrics import DECISIONS, LATENCY, REDIS_ERRORS
-from ratelimiter.openapi import OPENAPI
+from ratelimiter.openapi import (
+    LIMIT_PATTERN,
+    MAX_COST,
+    MAX_KEY_CHARS,
+    MAX_LIMITS,
+    MAX_ROUTE_CHARS,
+    openapi_document,
+)
 from ratelimiter.policy import Policy
+from ratelimiter.vendors import quota_key
 
 log = structlog.get_logger("ratelimiter.service")
 
-MAX_KEY_CHARS = 512
-MAX_COST = 1_000_000_000
+RAW_NAMESPACE = "raw:"
 FAILURE_HEADER = "X-RateLimit-Failure-Mode"
 _CHECK_FIELDS = ("key", "plan", "route", "limits", "cost")
 _OPERATIONAL = ("/metrics", "/healthz", "/openapi.json")
@@ -60,7 +73,7 @@ class Hit(NamedTuple):
     key: str
     plan: str | None
     route: str | None
-    limits: tuple[str, ...]
+    limits: tuple[str | Limit, ...]
     cost: int
 
 
@@ -74,6 +87,21 @@ class BadRequest(Exception):
     def response(self) -> Response:
         body = {"error": "invalid_request", "field": self.field, "message": str(self)}
         return Response.json(400, body)
+
+
+class Unauthorized(Exception):
+    """No credential the service accepts; answered 401 with a ``Bearer`` challenge.
+
+    ``invalid`` is true when a credential was sent and is no good (RFC 6750's
+    ``invalid_token``), false when none was.
+    """
+
+    def __init__(self, message: str, *, invalid: bool) -> None:
+        super().__init__(message)
+        self.invalid = invalid
+
+    def response(self) -> Response:
+        return _unauthorized(str(self), invalid=self.invalid)
 
 
 class Service:
@@ -97,6 +125,9 @@ class Service:
         self._store_ok = True
         self._counters: dict[tuple[str, str | None], Any] = {}
         self._latency = {endpoint: LATENCY.labels(endpoint) for endpoint in ("check", "auth")}
+        document = openapi_document(sorted(limiter.policy.plans), deny_status=settings.deny_status,
+                                    trust_key_header=settings.trust_key_header)  # fmt: skip
+        self._openapi = Response.json(200, document)
 
     async def handle(self, request: Request) -> Response:
         path = request.path
@@ -110,6 +141,9 @@ class Service:
                 return await self._check(request)
         except BadRequest as bad:
             return bad.response()
+        except Unauthorized as refused:
+            self._count("unauthorized", None)
+            return refused.response()
         if path in _OPERATIONAL and request.method not in ("GET", "HEAD"):
             return Response.error(405, "method_not_allowed", "use GET", (("allow", "GET"),))
         if path == "/metrics":
@@ -118,7 +152,7 @@ class Service:
         if path == "/healthz":
             return await self._health()
         if path == "/openapi.json":
-            return Response.json(200, OPENAPI)
+            return self._openapi
         return Response.error(404, "not_found", f"no route for {path}")
 
     async def _check(self, request: Request) -> Response:
@@ -157,10 +191,11 @@ class Service:
     async def _decide_for_key(
         self, hit: Hit, api_key: str
     ) -> tuple[Hit, Decision | None, Response | None]:
-        """The hit with the key's plan and its decision, or the 401 for a key that is no good.
+        """The hit of the key's vendor and its decision, or the 401 for a key that is no good.
 
-        The look-up has no time bound of its own (the decision has: the limiter's), so
-        both go under one of ``service.redis_timeout``.
+        The look-up gives up after half of ``service.redis_timeout`` (and then answers
+        from its cache when it can: a key known to be no good stays refused while Redis
+        hangs), the decision after the rest; both go under one scope of the timeout.
         """
         operation = "key_lookup"
         with trio.move_on_after(self._timeout_s):
@@ -169,20 +204,32 @@ class Service:
             except BackendError as error:
                 self._store_failed(operation, str(error))
                 return hit, None, None
-            if record is None or record.revoked is not None:
+            if record is None or record.key.revoked is not None:
                 self._count("unauthorized", None)
                 if record is not None:
-                    return hit, None, _unauthorized(f"API key {record.id} was revoked")
+                    return hit, None, _unauthorized(f"API key {record.key.id} was revoked")
                 unknown = f"unknown API key {id_of(api_key)}"
                 if self._keys is None:
-                    unknown += " (API keys live in Redis, and redis.url is unset)"
+                    unknown += " (API keys live in Redis, and redis.url is memory://)"
                 return hit, None, _unauthorized(unknown)
-            if record.plan in self._limiter.policy.plans:  # else the plans file lost it
-                hit = hit._replace(plan=record.plan)
+            hit = self._key_hit(hit, record)
             operation = "decide"
             return hit, await self._decide(hit), None
         self._store_failed(operation, f"no answer within {self._timeout_s} s")
         return hit, None, None
+
+    def _key_hit(self, hit: Hit, credential: Credential) -> Hit:
+        """Counted under the vendor, on the vendor's plan (else the default plan), and on
+        the key's own plan when it has one; a plan the plans file lost is left out."""
+        plans = self._limiter.policy.plans
+        plan = credential.vendor_plan
+        if plan not in plans:
+            plan = self._settings.default_plan
+        record = credential.key
+        own: tuple[Limit, ...] = ()
+        if record.plan is not None and record.plan in plans:
+            own = key_limits(plans[record.plan], record.id)
+        return hit._replace(key=quota_key(record.vendor), plan=plan, limits=own)
 
     def check_hit(self, body: Any) -> Hit:
         """The hit a ``/v1/check`` body asks for; ``BadRequest`` names the bad field."""
@@ -195,13 +242,21 @@ class Service:
         plan, route, limits = body.get("plan"), body.get("route"), body.get("limits")
         if plan is not None and not isinstance(plan, str):
             raise BadRequest("plan", "expected a plan name")
-        if route is not None and not isinstance(route, str):
-            raise BadRequest("route", 'expected "METHOD /path"')
+        if route is not None and (not isinstance(route, str) or len(route) > MAX_ROUTE_CHARS):
+            raise BadRequest(
+                "route", f'expected "METHOD /path", {MAX_ROUTE_CHARS} characters at most'
+            )
         if limits is None:
             limits = []
         if not isinstance(limits, list) or not all(isinstance(x, str) for x in limits):
             raise BadRequest("limits", 'expected a list of limit expressions such as ["50/m"]')
+        if len(limits) > MAX_LIMITS:
+            raise BadRequest("limits", f"at most {MAX_LIMITS} limits per request")
         for expression in limits:
+            if _LIMIT.fullmatch(expression) is None:
+                raise BadRequest("limits", f"bad limit expression {expression!r}: expected "
+                                 "<N>/<unit>, N from 1 to 99999999, unit one of s, m, h, d, "
+                                 "second, minute, hour, day")  # fmt: skip
             try:
                 parse_limit(expression)
             except InvalidLimit as error:
@@ -209,18 +264,22 @@ class Service:
         if plan is None and not limits:
             plan = self._settings.default_plan
         cost = body.get("cost", 1)
+        if type(cost) is float and cost.is_integer():  # JSON Schema's integers include 2.0
+            cost = int(cost)
         if type(cost) is not int or not 1 <= cost <= MAX_COST:
             raise BadRequest("cost", f"expected a whole number from 1 to {MAX_COST}")
-        return Hit(key, self._known_plan(plan, "plan"), route, tuple(limits), cost)
+        plan = self._known_plan(plan, "plan")
+        return Hit(RAW_NAMESPACE + key, plan, route, tuple(limits), cost)
 
     def auth_hit(self, request: Request) -> tuple[Hit, str | None]:
-        """The hit a ``/v1/auth`` request asks for, and its API key if it brings one."""
+        """The hit a ``/v1/auth`` request asks for, and its API key if it brings one.
+
+        ``Unauthorized`` when it brings neither an API key nor, in raw-key mode, an
+        ``X-RateLimit-Key``.
+        """
         headers = request.headers
         scheme, _, token = headers.get("authorization", "").strip().partition(" ")
         token = token.strip() if scheme.lower() == "bearer" else ""
-        plan = self._settings.default_plan
-        if not token.startswith(KEY_PREFIX) and headers.get("x-ratelimit-plan"):
-            plan = self._known_plan(headers["x-ratelimit-plan"], "X-RateLimit-Plan") or plan
         method = headers.get("x-original-method") or headers.get("x-forwarded-method")
         uri = headers.get("x-original-uri") or headers.get("x-forwarded-uri")
         route = None
@@ -228,15 +287,21 @@ class Service:
             route = f"{method} {uri}"
         elif request.path != "/v1/auth":  # Envoy's path_prefix: /v1/auth/<original path>
             route = f"{request.method} {request.path.removeprefix('/v1/auth')}"
+        plan = self._settings.default_plan
+        raw = None
+        if self._settings.trust_key_header:  # checked even when an API key then wins
+            if headers.get("x-ratelimit-plan"):
+                plan = self._known_plan(headers["x-ratelimit-plan"], "X-RateLimit-Plan") or plan
+            if headers.get("x-ratelimit-key"):
+                raw = _key(headers["x-ratelimit-key"], "X-RateLimit-Key")
         if token.startswith(KEY_PREFIX):
-            return Hit(f"apikey:{id_of(token)}", plan, route, (), 1), token
-        if headers.get("x-ratelimit-key"):
-            key = _key(headers["x-ratelimit-key"], "X-RateLimit-Key")
-        elif token:
-            key = f"bearer:{hashlib.sha256(token.encode('latin-1')).hexdigest()[:32]}"
-        else:
-            raise BadRequest("key", "send X-RateLimit-Key or Authorization: Bearer <key>")
-        return Hit(key, plan, route, (), 1), None
+            return Hit(f"apikey:{id_of(token)}", self._settings.default_plan, route, (), 1), token
+        if raw is not None:
+            return Hit(RAW_NAMESPACE + raw, plan, route, (), 1), None
+        if scheme:
+            raise Unauthorized("not an API key: send Authorization: Bearer mk_live_...",
+                               invalid=True)  # fmt: skip
+        raise Unauthorized("no API key: send Authorization: Bearer mk_live_...", invalid=False)
 
     def _known_plan(self, plan: str | None, field: str) -> str | None:
         if plan is not None and plan not in self._limiter.policy.plans:
@@ -315,11 +380,18 @@ def _json(request: Request) -> Any:
         raise BadRequest("body", f"not valid JSON: {error}") from None
 
 
+_LIMIT = re.compile(LIMIT_PATTERN)
+
+
 def _key(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadRequest(field, "required: a non-empty string")
     if len(value) > MAX_KEY_CHARS:
         raise BadRequest(field, f"longer than {MAX_KEY_CHARS} characters")
+    try:  # a lone surrogate ("\ud800" in JSON) cannot name a Redis key
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(field, "not valid Unicode text") from None
     return value
 
 
@@ -327,9 +399,13 @@ def _headers(decision: Decision) -> Headers:
     return tuple(decision.headers().items())
 
 
-def _unauthorized(message: str) -> Response:
-    challenge = ("www-authenticate", 'Bearer realm="ratelimiter", error="invalid_token"')
-    return Response.error(401, "invalid_api_key", message, (challenge,))
+def _unauthorized(message: str, *, invalid: bool = True) -> Response:
+    """401 with the RFC 6750 challenge; ``invalid_token`` when a credential was sent."""
+    challenge = 'Bearer realm="ratelimiter"'
+    if invalid:
+        challenge += ', error="invalid_token"'
+    error = "invalid_api_key" if invalid else "missing_api_key"
+    return Response.error(401, error, message, (("www-authenticate", challenge),))
 
 
 SERVER_LIMITS = Limits(max_header_bytes=16 * 1024, max_body_bytes=64 * 1024)
@@ -337,10 +413,23 @@ SERVER_LIMITS = Limits(max_header_bytes=16 * 1024, max_body_bytes=64 * 1024)
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings, policy: Policy) -> AsyncIterator[Service]:
-    """The service on its store: Redis when ``redis.url`` is set, else process memory."""
+    """The service on its store: ``redis.url``, else the embedded Redis on ``redis.data_dir``
+    (started here when no other process runs it, and stopped on exit)."""
+    if settings.redis_url is None:
+        with contextlib.ExitStack() as stack:
+            url = await trio.to_thread.run_sync(
+                stack.enter_context, embedded_url(None, settings.data_dir)
+            )
+            try:
+                async with open_service(replace(settings, redis_url=url), policy) as service:
+                    yield service
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(stack.close)
+        return
     timeout_s = settings.service.redis_timeout_s
     async with AsyncLimiter.from_url(
-        settings.redis_url or "memory://",
+        settings.redis_url,
         plans=policy,
         prefix=settings.key_prefix,
         timeout_s=timeout_s / 2,
@@ -350,7 +439,8 @@ async def open_service(settings: Settings, policy: Policy) -> AsyncIterator[Serv
         keys = None
         if client is not None:
             ttl_s = settings.service.key_cache_ttl_s
-            keys = KeyStore(client, prefix=settings.key_prefix, cache_ttl_s=ttl_s)
+            keys = KeyStore(client, prefix=settings.key_prefix, cache_ttl_s=ttl_s,
+                            timeout_s=timeout_s / 2)  # fmt: skip
         yield Service(settings.service, limiter, keys=keys, redis=client)
 
 
@@ -370,6 +460,7 @@ async def run(
         serving = partial(serve_listeners, service.handle, listeners,
                           server_name="ratelimiter", limits=SERVER_LIMITS)  # fmt: skip
         port = await nursery.start(serving)
+        store = {None: "embedded redis", "memory://": "memory"}.get(settings.redis_url, "redis")
         log.info("ratelimiter.listening", listen=settings.service.listen, port=port,
-                 store="redis" if settings.redis_url else "memory")  # fmt: skip
+                 store=store)  # fmt: skip
         task_status.started(port)

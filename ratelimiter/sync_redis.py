@@ -28,7 +28,10 @@ class RedisBackend:
 
     def decide(self, check: Check) -> Outcome:
         keys, args = scripts.encode(self._prefix, (check,))
-        return scripts.decode((check,), self._evalsha(scripts.DECIDE, keys, args))[0]
+        outcome = scripts.decode((check,), self._evalsha(scripts.DECIDE, keys, args))[0]
+        if isinstance(outcome, BackendError):
+            raise outcome
+        return outcome
 
     def reset(self, key: str) -> None:
         self._evalsha(scripts.RESET, [scripts.hash_key(self._prefix, key)], [])

@@ -10,7 +10,11 @@
 -- KEYS, per check: the key's hash, then one sorted set per exact limit of its set.
 -- Reply: one string of numbers separated by spaces (a client parses one string much
 -- faster than an array), per check: <now ms> <allowed 0|1>, then per limit:
--- <remaining> <reset ms> <retry ms>.
+-- <remaining> <reset ms> <retry ms>. A check that fails (a key of the wrong type, ...)
+-- fails alone: it is answered <now ms> -1 with no limits, and the reply becomes an
+-- array of that string followed by one error message per failed check, in order.
+-- Commands with many arguments go out in chunks, so that no number of limits overflows
+-- Lua's stack ("too many results to unpack").
 --
 -- The hash holds, per counter <id>: "<id>" the count of window "<id>:i", and "<id>:p"
 -- the count of the window before; per sliding log: "log:<id>" = the log's key (so that
@@ -23,7 +27,8 @@
 -- in ARGV, and the hash fields go to HMGET straight from there ("x" first).
 
 local ARGV, KEYS, call, tonumber, floor = ARGV, KEYS, redis.call, tonumber, math.floor
-local match, unpack = string.match, unpack
+local match, unpack, min, pcall, type, tostring = string.match, unpack, math.min, pcall, type, tostring
+local CHUNK = 1000 -- arguments per command, even (HSET takes pairs)
 
 -- floor(a / b) for integers below 2^53, exact despite the division in doubles
 local function idiv(a, b)
@@ -36,32 +41,32 @@ local function idiv(a, b)
   return q
 end
 
+-- HMGET of "x" and ARGV[first..last], in chunks when there are many
+local function hmget(hash, first, last)
+  if last - first < CHUNK then
+    return call('HMGET', hash, 'x', unpack(ARGV, first, last))
+  end
+  local stored = call('HMGET', hash, 'x')
+  for at = first, last, CHUNK do
+    local part = call('HMGET', hash, unpack(ARGV, at, min(at + CHUNK - 1, last)))
+    for i = 1, #part do
+      stored[#stored + 1] = part[i]
+    end
+  end
+  return stored
+end
+
 -- Per limit of the check at hand, 8 slots: index (a log's key), current (a log's units
 -- in the window), previous (a log's cutoff), elapsed, retry, whether the counter moves
 -- to a new window (a log: whether it is registered), amount, window. Reused.
-local scratch, reply = {}, {}
+local scratch, reply, errors = {}, {}, {}
 local replied, key_at, server_now = 0, 1, nil
-for check = 2, tonumber(ARGV[1]) + 1 do
-  local set, cost, consume, now = match(ARGV[check], '^(%d+):(%d+):(%d):(%d*)$')
-  set, cost, now = tonumber(set), tonumber(cost), tonumber(now)
-  if not now then
-    if not server_now then
-      local time = call('TIME')
-      server_now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
-    end
-    now = server_now
-  end
-  local n, logs = tonumber(ARGV[set]), 0
-  for i = set + 1, set + n do
-    if ARGV[i] == '1' then
-      logs = logs + 1
-    end
-  end
+
+-- One check, appended to the reply; an error leaves the reply to the caller.
+local function decide(hash, log_key, set, n, logs, cost, consume, now)
   local fields = set + n + 1
   local columns = fields + 3 * n - 2 * logs - 1
-  local hash, log_key = KEYS[key_at], key_at
-  key_at = key_at + 1 + logs
-  local stored = call('HMGET', hash, 'x', unpack(ARGV, fields, columns))
+  local stored = hmget(hash, fields, columns)
 
   local allowed, field = true, 2
   for i = 1, n do
@@ -193,10 +198,45 @@ for check = 2, tonumber(ARGV[1]) + 1 do
     updated = updated + 2
   end
   if updates then
-    call('HSET', hash, unpack(updates, 1, updated))
+    for at = 1, updated, CHUNK do
+      call('HSET', hash, unpack(updates, at, min(at + CHUNK - 1, updated)))
+    end
   end
   if counting and expiry > expires then
     call('PEXPIRE', hash, expiry - now)
   end
 end
-return table.concat(reply, ' ')
+
+for check = 2, tonumber(ARGV[1]) + 1 do
+  local set, cost, consume, now = match(ARGV[check], '^(%d+):(%d+):(%d):(%d*)$')
+  set, cost, now = tonumber(set), tonumber(cost), tonumber(now)
+  if not now then
+    if not server_now then
+      local time = call('TIME')
+      server_now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
+    end
+    now = server_now
+  end
+  local n, logs = tonumber(ARGV[set]), 0
+  for i = set + 1, set + n do
+    if ARGV[i] == '1' then
+      logs = logs + 1
+    end
+  end
+  local hash, log_key = KEYS[key_at], key_at
+  key_at = key_at + 1 + logs
+  local before = replied
+  local ok, failure = pcall(decide, hash, log_key, set, n, logs, cost, consume, now)
+  if not ok then
+    replied = before
+    reply[replied + 1], reply[replied + 2] = now, -1
+    replied = replied + 2
+    errors[#errors + 1] = type(failure) == 'table' and failure.err or tostring(failure)
+  end
+end
+local numbers = table.concat(reply, ' ', 1, replied)
+if #errors == 0 then
+  return numbers
+end
+table.insert(errors, 1, numbers)
+return errors

@@ -22,8 +22,6 @@ import redis
 import trio
 from conftest import daemon_config, until
 from flaky_receiver import FlakyReceiver
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from processes import (
     DaemonProcess,

@@ -14,8 +14,9 @@ from pathlib import Path
 import redis
 import trio
 from conftest import daemon_config
-from processes import running_daemons, webhookd_cli_json, write_config
 from webhook_receiver import Receiver, Reply
+
+from processes import running_daemons, webhookd_cli_json, write_config
 
 SHARED_ENTRY_ID = "1000-1"
 

@@ -26,10 +26,15 @@ limits = ["10000/day", "50/minute"]
 
 
 def service_settings(
-    redis_url: str | None, key_prefix: str, plans: Path | None = None, **service: Any
+    redis_url: str | None,
+    key_prefix: str,
+    plans: Path | None = None,
+    routes: dict[str, str] | None = None,
+    **service: Any,
 ) -> Settings:
     """Settings for a service of this test: its own key prefix, port 0, short timeouts."""
     data: dict[str, Any] = {
+        "routes": routes or {},
         "redis": {"key_prefix": key_prefix},
         "service": {"listen": "127.0.0.1:0", "redis_timeout": 0.5, **service},
         "keys": {"cache_ttl": 0},

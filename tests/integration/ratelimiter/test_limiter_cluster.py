@@ -115,3 +115,38 @@ async def test_a_batch_spanning_slots_reloads_a_flushed_script(cluster_url: str)
         outcomes = await backend._send(checks)
         assert [outcome.states[0][0] for outcome in outcomes] == [1] * 6
     node.close()
+
+
+BRACED = ["}vendor:v_1", "{vendor}:v_1", "a{b}c", "}{", "{}", "%7D", "}"]
+
+
+def test_keys_with_braces_stay_in_one_slot(cluster_url: str) -> None:
+    """A key starting with "}" once made an empty hash tag: its log key then hashed to
+    another slot than its counters, and Redis Cluster refused the script (CROSSSLOT)."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    exact = parse_limit("2/m", exact=True)
+    with Limiter.from_url(cluster_url, prefix=prefix) as limiter:
+        for key in BRACED:
+            assert [limiter.hit(key, exact, "5/m").allowed for _ in range(3)] == [True, True, False]
+        node = redis.Redis.from_url(cluster_url.replace("redis+cluster", "redis"))
+        keys = node.keys(f"{prefix}:*")
+        assert len(keys) == 2 * len(BRACED)  # each key: its hash and its log, apart
+        for key in BRACED:
+            limiter.reset(key)
+        assert node.keys(f"{prefix}:*") == []
+        node.close()
+
+
+async def test_the_async_limiter_takes_braced_keys_in_one_batch(cluster_url: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    exact = parse_limit("2/m", exact=True)
+    async with AsyncLimiter.from_url(cluster_url, prefix=prefix) as limiter:
+        results: dict[str, list[bool]] = {}
+
+        async def hammer(key: str) -> None:
+            results[key] = [(await limiter.hit(key, exact)).allowed for _ in range(3)]
+
+        async with trio.open_nursery() as nursery:
+            for key in BRACED:
+                nursery.start_soon(hammer, key)
+    assert results == {key: [True, True, False] for key in BRACED}

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,10 @@ import redis
 import trio
 from click.testing import CliRunner
 
+from ratelimiter import InvalidRequest, Limiter, UnknownPlan
 from ratelimiter.cli import cli
-from webhookd.embedded import free_port
+from ratelimiter.embedded import free_port
+from ratelimiter.vendors import VendorPlans, quota_key
 
 RATELIMITER = str(Path(sys.executable).with_name("ratelimiter"))
 
@@ -77,9 +80,53 @@ def test_key_create_list_set_plan_and_revoke(
 
 def test_key_commands_need_redis(tmp_path: Path) -> None:
     path = tmp_path / "memory.toml"
-    path.write_text("[service]\n")
+    path.write_text('[redis]\nurl = "memory://"\n')
     code, output = invoke("key", "list", "--config", str(path))
-    assert code == 1 and "redis.url" in output
+    assert code == 1 and "redis.url is memory://" in output
+
+
+def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """The ``ratelimiter`` command as a process of its own."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RATELIMITER_")}
+    return subprocess.run(
+        [RATELIMITER, *args, "--config", str(config)], env=environ, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_vendor_set_plan_and_show_with_the_usage_of_all_its_keys(
+    config_file: Path, redis_url: str, key_prefix: str
+) -> None:
+    done = run("vendor", "set-plan", "v_1", "growth", config=config_file)
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"vendor": "v_1", "plan": "growth"})
+    unknown = run("vendor", "set-plan", "v_1", "gold", config=config_file)
+    assert unknown.returncode == 2 and "unknown plan 'gold'" in unknown.stderr
+    with Limiter.from_url(redis_url, prefix=key_prefix) as limiter:
+        for _ in range(3):  # as the service counts a vendor's API keys
+            limiter.hit(quota_key("v_1"), plan="growth")
+    shown = json.loads(run("vendor", "show", "v_1", config=config_file).stdout)
+    assert (shown["vendor"], shown["plan"], shown["default"]) == ("v_1", "growth", False)
+    assert [(u["limit"], u["amount"], u["used"], u["remaining"]) for u in shown["usage"]] == [
+        ("100000/day", 100_000, 3, 99_997), ("200/minute", 200, 3, 197)
+    ]  # fmt: skip
+    assert all(u["reset"] > time.time() for u in shown["usage"])
+    other = json.loads(run("vendor", "show", "v_2", config=config_file).stdout)
+    assert (other["plan"], other["default"]) == ("basic", True)
+    assert [u["used"] for u in other["usage"]] == [0, 0]
+
+
+def test_vendor_plans_in_the_library(redis_url: str, key_prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    vendors = VendorPlans(client, prefix=key_prefix)
+    assert vendors.plan_of("v_1") is None
+    vendors.set_plan("v_1", "enterprise")
+    assert vendors.plan_of("v_1") == "enterprise"
+    with pytest.raises(UnknownPlan):
+        vendors.set_plan("v_1", "gold")
+    with pytest.raises(InvalidRequest):
+        vendors.set_plan("", "basic")
+    assert [u.remaining for u in vendors.usage("v_1", "enterprise")] == [1_000_000, 1_000]
+    client.close()
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,9 @@ async def nginx_url(
     tmp_path: Path, redis_url: str, key_prefix: str, nursery: trio.Nursery
 ) -> AsyncIterator[str]:
     settings = service_settings(
-        redis_url, key_prefix, write_plans(tmp_path), deny_status=403, default_plan="large"
-    )
+        redis_url, key_prefix, write_plans(tmp_path), deny_status=403, default_plan="large",
+        trust_key_header=True,
+    )  # fmt: skip
     service = await nursery.start(_serve_service, settings)
     api_port = await nursery.start(partial(serve, server_name="api"), api, "127.0.0.1", 0)
     port = free_port()
@@ -146,8 +147,13 @@ async def test_keys_of_different_plans_get_their_own_limits_and_unknown_keys_401
         unknown = await http.get(f"{nginx_url}/x", headers={"Authorization": "Bearer mk_live_no"})
         assert unknown.status_code == 401
         assert unknown.json()["error"] == "invalid_api_key"
+        # A made-up token of another form is the upstream's business: the client is
+        # limited by its address, like a client without one, never by the token.
+        made_up = await http.get(f"{nginx_url}/x", headers={"Authorization": "Bearer tok1"})
+        assert (made_up.status_code, made_up.headers["x-ratelimit-remaining"]) == (200, "4")
         # Without a key, the client address is limited on the default plan ("large"),
         # whatever it claims about itself.
         spoofed = {"X-RateLimit-Key": "someone-else", "X-RateLimit-Plan": "basic"}
         anonymous = await http.get(f"{nginx_url}/x", headers=spoofed)
         assert (anonymous.status_code, anonymous.headers["x-ratelimit-limit"]) == (200, "5")
+        assert anonymous.headers["x-ratelimit-remaining"] == "3"

@@ -71,6 +71,44 @@ def test_routes_are_normalized() -> None:
     assert normalize_route("DELETE /a") == "DELETE /a"
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "/api/v2/orders",
+        "/api/v2/%6frders",  # an unreserved character percent-encoded
+        "/api/v2/%6Frders",
+        "/api%2Fv2/orders",  # an encoded slash, which some servers decode
+        "/api/v2/orders/",  # trailing slash
+        "/api//v2/orders",  # duplicate slashes
+        "//api/v2//orders//",
+        "/api/./v2/orders",  # dot segments
+        "/api/v2/x/../orders",
+        "/../api/v2/orders",
+        "/api/v2/%2e/orders",
+        "/API/V2/ORDERS",  # case
+        "/Api/v2/Orders?page=2",
+        "/api/v2/orders;jsessionid=1",  # path parameters (Tomcat, Spring)
+        "api/v2/orders",
+    ],
+)
+def test_every_spelling_of_a_path_normalizes_to_one_route(spelling: str) -> None:
+    assert normalize_route(f"post {spelling}") == "POST /api/v2/orders"
+
+
+@pytest.mark.parametrize(
+    ("spelling", "normal"),
+    [
+        ("", "GET"),
+        ("/", "GET /"),
+        ("/..", "GET /"),
+        ("/a/%zz", "GET /a/%zz"),
+        ("/a%20b", "GET /a b"),
+    ],
+)
+def test_odd_paths_normalize_without_error(spelling: str, normal: str) -> None:
+    assert normalize_route(f"GET {spelling}") == normal
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "plans.toml"
     path.write_text(text)

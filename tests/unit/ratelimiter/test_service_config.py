@@ -30,10 +30,12 @@ DEFAULTS = Settings(
         failure_mode="open",
         redis_timeout_s=0.25,
         key_cache_ttl_s=5.0,
+        trust_key_header=False,
     ),
     plans_file=None,
     routes={},
     log_level="info",
+    data_dir=Path(".ratelimiter"),
 )
 
 
@@ -63,6 +65,8 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
         "RATELIMITER_SERVICE_REDIS_TIMEOUT": "0.5",
         "RATELIMITER_REDIS_URL": "",  # empty unsets
         "RATELIMITER_KEYS_CACHE_TTL": "0",
+        "RATELIMITER_SERVICE_TRUST_KEY_HEADER": "true",
+        "RATELIMITER_REDIS_DATA_DIR": "/var/lib/ratelimiter",
         "RATELIMITER_CONFIG": "ignored: not a setting",
         "PATH": "/usr/bin",
     }
@@ -71,7 +75,12 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     assert settings.service.address == ("::1", 9000)
     assert (settings.service.deny_status, settings.service.failure_mode) == (403, "closed")
     assert (settings.service.redis_timeout_s, settings.service.key_cache_ttl_s) == (0.5, 0.0)
+    assert settings.service.trust_key_header is True
+    assert settings.data_dir == Path("/var/lib/ratelimiter")
     assert dict(settings.routes) == {"GET /api/v2/orders": "10/s"}
+    assert load_settings(path, environ={"RATELIMITER_REDIS_URL": "memory://"}).redis_url == (
+        "memory://"
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,7 +96,8 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
         ({"keys": {"cache_ttl": -1}}, "keys.cache_ttl"),
         ({"redis": {"url": "localhost:6379"}}, "redis.url"),
         ({"redis": {"url": "http://localhost:6379"}}, "redis.url"),
-        ({"redis": {"url": "memory://"}}, "redis.url"),
+        ({"redis": {"url": "mysql://localhost"}}, "redis.url"),
+        ({"service": {"trust_key_header": "yes"}}, "service.trust_key_header"),
         ({"plans": {"file": 3}}, "plans.file"),
         ({"log": {"level": "loud"}}, "log.level"),
         ({"servce": {}}, "servce: unknown section"),

@@ -42,6 +42,12 @@ async def svc() -> AsyncIterator[Service]:
     yield make_service()
 
 
+@pytest.fixture
+async def trusting() -> AsyncIterator[Service]:
+    """A service in raw-key mode: it takes X-RateLimit-Key from the gateway."""
+    yield make_service(trust_key_header=True)
+
+
 def post(body: bytes | str | object, path: str = "/v1/check") -> Request:
     raw = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body))
     data = raw.encode() if isinstance(raw, str) else raw
@@ -108,6 +114,11 @@ async def test_check_uses_the_default_plan_unless_limits_are_given(svc: Service)
         ({"key": "k", "limits": ["50/week"]}, "limits"),
         ({"key": "k", "route": ["GET /"]}, "route"),
         ({"key": "k", "colour": "red"}, "colour"),
+        ({"key": "\ud800"}, "key"),
+        ({"key": "k", "limits": ["1/m"] * 17}, "limits"),
+        ({"key": "k", "limits": [" 5/m"]}, "limits"),
+        ({"key": "k", "limits": ["100000000/s"]}, "limits"),
+        ({"key": "k", "route": "GET /" + "x" * 2048}, "route"),
     ],
 )
 async def test_bad_requests_answer_400_naming_the_field(
@@ -151,8 +162,19 @@ def test_no_body_gets_anything_but_a_200_or_a_400(body: object) -> None:
         assert "field" in body_of(answer)
 
 
+async def test_check_takes_up_to_16_limits_and_integral_costs(svc: Service) -> None:
+    limits = [f"{amount}/m" for amount in range(100, 116)]
+    answer = await svc.handle(post({"key": "k", "limits": limits, "cost": 2.0}))
+    assert (answer.status, body_of(answer)["remaining"]) == (200, 98)
+
+
+async def test_check_keys_live_in_their_own_namespace(svc: Service) -> None:
+    for key in ("apikey:key_0123456789abcdef", "vendor:v_1", "k"):
+        assert svc.check_hit({"key": key}).key == f"raw:{key}"
+
+
 async def test_auth_allows_then_refuses_with_deny_status_and_the_429_body() -> None:
-    svc = make_service(deny_status=403)
+    svc = make_service(deny_status=403, trust_key_header=True)
     for _ in range(50):
         assert (await svc.handle(get("/v1/auth", x_ratelimit_key="k"))).status == 200
     refused = await svc.handle(get("/v1/auth", x_ratelimit_key="k"))
@@ -166,7 +188,8 @@ async def test_auth_allows_then_refuses_with_deny_status_and_the_429_body() -> N
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]) == ("50", "0")
 
 
-async def test_auth_takes_plan_and_route_from_gateway_headers(svc: Service) -> None:
+async def test_auth_takes_plan_and_route_from_gateway_headers(trusting: Service) -> None:
+    svc = trusting
     growth = await svc.handle(get("/v1/auth", x_ratelimit_key="k", x_ratelimit_plan="growth"))
     assert headers_of(growth)["X-RateLimit-Limit"] == "200"
     nginx = get("/v1/auth", x_ratelimit_key="k", x_original_method="GET",
@@ -181,21 +204,50 @@ async def test_auth_takes_plan_and_route_from_gateway_headers(svc: Service) -> N
     assert (unknown.status, body_of(unknown)["field"]) == (400, "X-RateLimit-Plan")
 
 
-async def test_auth_keys_bearer_tokens_and_their_precedence(svc: Service) -> None:
+def challenge_of(answer: Response) -> str:
+    assert answer.status == 401
+    return headers_of(answer)["www-authenticate"]
+
+
+async def test_without_raw_key_mode_only_api_keys_pass(svc: Service) -> None:
     missing = await svc.handle(get("/v1/auth"))
-    assert (missing.status, body_of(missing)["field"]) == (400, "key")
-    # a plain bearer token is limited by its hash: no credential in Redis key names
-    token, _ = svc.auth_hit(get("/v1/auth", authorization="Bearer s3cret-token"))
-    assert token.key.startswith("bearer:") and "s3cret" not in token.key
-    # X-RateLimit-Key wins over a plain bearer token, an mk_live_ key over both
-    both = get("/v1/auth", authorization="Bearer s3cret", x_ratelimit_key="ip:10.0.0.1")
-    assert svc.auth_hit(both)[0].key == "ip:10.0.0.1"
+    assert challenge_of(missing) == 'Bearer realm="ratelimiter"'
+    assert body_of(missing)["error"] == "missing_api_key"
+    made_up = await svc.handle(get("/v1/auth", authorization="Bearer s3cret-token"))
+    assert challenge_of(made_up) == 'Bearer realm="ratelimiter", error="invalid_token"'
+    basic = await svc.handle(get("/v1/auth", authorization="Basic dXNlcjpwdw=="))
+    assert body_of(basic)["error"] == "invalid_api_key"
+    ignored = await svc.handle(get("/v1/auth", x_ratelimit_key="ip:10.0.0.1"))
+    assert challenge_of(ignored) == 'Bearer realm="ratelimiter"'
+
+
+async def test_made_up_tokens_never_get_a_quota_of_their_own(svc: Service) -> None:
+    """The issue's reproduction: 60 random tokens were all allowed, past a 50/minute plan."""
+    statuses = {
+        (await svc.handle(get("/v1/auth", authorization=f"Bearer tok{index}"))).status
+        for index in range(60)
+    }
+    assert statuses == {401}
+
+
+async def test_raw_key_mode_takes_the_gateways_key_and_api_keys_win(trusting: Service) -> None:
+    svc = trusting
+    gateway = get("/v1/auth", authorization="Bearer opaque", x_ratelimit_key="ip:10.0.0.1")
+    assert svc.auth_hit(gateway)[0].key == "raw:ip:10.0.0.1"  # the upstream's own token
+    alone = await svc.handle(get("/v1/auth", authorization="Bearer opaque"))
+    assert challenge_of(alone).endswith('error="invalid_token"')
+    assert challenge_of(await svc.handle(get("/v1/auth"))) == 'Bearer realm="ratelimiter"'
     api_key = "mk_live_" + "a" * 32
     keyed, looked_up = svc.auth_hit(
         get("/v1/auth", authorization=f"bearer {api_key}", x_ratelimit_key="ip:10.0.0.1",
-            x_ratelimit_plan="gold")  # ignored for API keys: the key's record says
+            x_ratelimit_plan="growth")  # ignored for API keys: the key's record says
     )  # fmt: skip
     assert (looked_up, keyed.key.startswith("apikey:key_")) == (api_key, True)
+    bad_plan = get("/v1/auth", authorization=f"Bearer {api_key}", x_ratelimit_plan="gold")
+    assert (await svc.handle(bad_plan)).status == 400  # checked all the same, as documented
+    made_up = await svc.handle(get("/v1/auth", authorization=f"Bearer {api_key}",
+                                   x_ratelimit_key="ip:10.0.0.1"))  # fmt: skip
+    assert challenge_of(made_up).endswith('error="invalid_token"')
 
 
 async def test_api_keys_without_a_key_store_are_unknown(svc: Service) -> None:
@@ -225,7 +277,7 @@ def sample(outcome: str, plan: str) -> float:
 
 
 async def test_failure_mode_open_allows_and_says_so() -> None:
-    svc = make_service(DownStore(), failure_mode="open")
+    svc = make_service(DownStore(), failure_mode="open", trust_key_header=True)
     before = sample("failed_open", "basic")
     for request in (post({"key": "k"}), get("/v1/auth", x_ratelimit_key="k")):
         answer = await svc.handle(request)
@@ -239,7 +291,7 @@ async def test_failure_mode_open_allows_and_says_so() -> None:
 
 
 async def test_failure_mode_closed_answers_503() -> None:
-    svc = make_service(DownStore(), failure_mode="closed")
+    svc = make_service(DownStore(), failure_mode="closed", trust_key_header=True)
     errors = REGISTRY.get_sample_value("ratelimiter_redis_errors_total", {"operation": "decide"})
     for request in (post({"key": "k"}), get("/v1/auth", x_ratelimit_key="k")):
         answer = await svc.handle(request)
@@ -267,4 +319,4 @@ async def test_operational_routes(svc: Service) -> None:
     assert (await svc.handle(get("/v1/check"))).status == 405
     assert (await svc.handle(post({}, "/healthz"))).status == 405
     assert (await svc.handle(get("/nowhere"))).status == 404
-    assert (await svc.handle(get("/v1/auth", "DELETE", x_ratelimit_key="k"))).status == 200
+    assert (await svc.handle(get("/v1/auth", "DELETE"))).status == 401  # every method served

@@ -16,7 +16,7 @@ import trio.testing
 
 from ratelimiter import BackendError
 from ratelimiter.errors import UnknownApiKey
-from ratelimiter.keys import KEY_PREFIX, KeyStore, id_of
+from ratelimiter.keys import KEY_PREFIX, Credential, KeyStore, id_of
 
 
 class FakeRedis:
@@ -26,6 +26,7 @@ class FakeRedis:
         self.data: dict[str, Any] = {}
         self.reads = 0
         self.down = False
+        self.hanging = False
 
     def _check(self) -> None:
         if self.down:
@@ -48,8 +49,15 @@ class FakeRedis:
     async def hgetall(self, key: str) -> dict[bytes, bytes]:
         self._check()
         self.reads += 1
+        if self.hanging:
+            await trio.sleep_forever()
         await trio.lowlevel.checkpoint()
         return dict(self.data.get(key, {}))
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        self._check()
+        value: bytes | None = self.data.get(key, {}).get(field.encode())
+        return value
 
 
 @pytest.fixture
@@ -94,8 +102,8 @@ async def test_look_ups_are_cached_for_the_ttl_unknown_keys_too(
     autojump_clock: trio.testing.MockClock, store: KeyStore, redis: FakeRedis
 ) -> None:
     key, record = await store.create("v_1", "basic", now_s=0)
-    assert (await store.lookup(key)) == record
-    assert (await store.lookup(key)) == record
+    assert (await store.lookup(key)) == Credential(record, None)
+    assert (await store.lookup(key)) == Credential(record, None)
     unknown = KEY_PREFIX + "u" * 32
     assert await store.lookup(unknown) is None
     assert await store.lookup(unknown) is None
@@ -104,10 +112,10 @@ async def test_look_ups_are_cached_for_the_ttl_unknown_keys_too(
     reads = redis.reads
     await trio.sleep(4.9)
     found = await store.lookup(key)
-    assert found is not None and found.revoked is None  # still the cached record
+    assert found is not None and found.key.revoked is None  # still the cached record
     await trio.sleep(0.2)
     found = await store.lookup(key)
-    assert found is not None and found.revoked == 1  # the TTL passed: read again
+    assert found is not None and found.key.revoked == 1  # the TTL passed: read again
     assert redis.reads == reads + 1
 
 
@@ -123,14 +131,41 @@ async def test_when_redis_fails_an_expired_entry_is_used_else_the_error_is_raise
     autojump_clock: trio.testing.MockClock, store: KeyStore, redis: FakeRedis
 ) -> None:
     key, record = await store.create("v_1", "basic", now_s=0)
-    assert await store.lookup(key) == record
+    assert await store.lookup(key) == Credential(record, None)
     await trio.sleep(10)
     redis.down = True
-    assert await store.lookup(key) == record
+    assert await store.lookup(key) == Credential(record, None)
     with pytest.raises(BackendError, match="Connection refused"):
         await store.lookup(KEY_PREFIX + "n" * 32)
     with pytest.raises(BackendError):
         await store.create("v_1", "basic", now_s=0)
+
+
+async def test_a_lookup_gives_up_on_a_hanging_redis_and_keeps_a_refusal(
+    autojump_clock: trio.testing.MockClock, redis: FakeRedis
+) -> None:
+    store = KeyStore(cast(Any, redis), prefix="t", cache_ttl_s=0, timeout_s=0.1)
+    key, _ = await store.create("v_1", None, now_s=0)
+    await store.revoke(key, now_s=1)
+    unknown = KEY_PREFIX + "u" * 32
+    assert await store.lookup(unknown) is None
+    revoked = await store.lookup(key)
+    assert revoked is not None and revoked.key.revoked == 1
+    redis.hanging = True
+    started = trio.current_time()
+    assert await store.lookup(unknown) is None  # expired at once (ttl 0), yet still known
+    still = await store.lookup(key)
+    assert still is not None and still.key.revoked == 1
+    assert trio.current_time() - started == pytest.approx(0.2)
+    with pytest.raises(BackendError, match=r"no answer from Redis within 0\.1 s"):
+        await store.lookup(KEY_PREFIX + "n" * 32)
+
+
+async def test_a_lookup_brings_the_vendors_plan(store: KeyStore, redis: FakeRedis) -> None:
+    key, record = await store.create("v_1", None, now_s=0)
+    assert record.plan is None
+    await redis.hset("t:vendor:v_1", {"plan": "growth"})
+    assert await store.lookup(key) == Credential(record, "growth")
 
 
 async def test_the_cache_is_bounded(
