@@ -100,16 +100,17 @@ def _check(plans: Sequence[str]) -> dict[str, Any]:
         "properties": {
             "key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
             "plan": {
-                "enum": list(plans),
-                "description": "default: service.default_plan, unless limits are given",
+                "enum": [*plans, None],
+                "description": "default (absent or null): service.default_plan, unless limits "
+                "are given",
             },
             "route": {
-                "type": "string",
+                "type": ["string", "null"],
                 "maxLength": MAX_ROUTE_CHARS,
                 "examples": ["GET /api/v2/products"],
             },
             "limits": {
-                "type": "array",
+                "type": ["array", "null"],
                 "maxItems": MAX_LIMITS,
                 "items": {"type": "string", "pattern": LIMIT_PATTERN},
                 "examples": [["50/m", "10000/day"]],
