@@ -88,6 +88,9 @@ class AdminApi:
                     return Response.error(404, "not_found", str(exc))
                 except EndpointError as exc:
                     return Response.error(400, "invalid_endpoint", str(exc))
+                except StoreError as exc:
+                    log.warning("admin.redis_error", path=path, error=str(exc))
+                    return Response.error(503, "unavailable", "Redis is unavailable; try again")
         if allowed_methods:
             allow = ", ".join(sorted(allowed_methods))
             return Response.error(405, "method_not_allowed", f"use {allow}", (("allow", allow),))

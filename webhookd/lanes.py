@@ -22,11 +22,12 @@ Work = Callable[[Delivery], Awaitable[None]]
 
 
 class _Lane:
-    __slots__ = ("queue", "workers")
+    __slots__ = ("pending", "queue", "workers")
 
     def __init__(self) -> None:
         self.queue: deque[Delivery] = deque()
         self.workers = 0
+        self.pending = 0  # deliveries offered and not yet done: queued or being sent
 
 
 class Lanes:
@@ -46,7 +47,7 @@ class Lanes:
 
     def queued(self, endpoint_id: str) -> int:
         lane = self._lanes.get(endpoint_id)
-        return 0 if lane is None else len(lane.queue) + lane.workers
+        return 0 if lane is None else lane.pending
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Own the workers; cancelling this cancels every delivery in flight."""
@@ -68,10 +69,11 @@ class Lanes:
         lane = self._lanes.get(delivery.endpoint_id)
         if lane is None:
             lane = self._lanes[delivery.endpoint_id] = _Lane()
-        if len(lane.queue) + lane.workers >= concurrency * self._queue_factor:
+        if lane.pending >= concurrency * self._queue_factor:
             self._slots.release()
             return False
         lane.queue.append(delivery)
+        lane.pending += 1
         self._active += 1
         if lane.workers < concurrency:
             assert self._nursery is not None, "Lanes.run must be started first"
@@ -94,6 +96,7 @@ class Lanes:
                     await self._work(delivery)
                 finally:
                     self._slots.release()
+                    lane.pending -= 1
                     self._active -= 1
                     if not self._active:
                         self._all_done.set()
