@@ -38,6 +38,7 @@ from webhookd.egress import delivery_transport
 from webhookd.errors import StoreError
 from webhookd.health import Readiness
 from webhookd.intake import Intake
+from webhookd.metrics import IN_FLIGHT
 from webhookd.pipeline import Pipeline
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, registry_for
@@ -111,6 +112,7 @@ class Daemon:
                             table=table, clock=clock, wakeup=wakeup,
                             max_in_flight=delivery.max_in_flight,
                             concurrency=delivery.endpoint_concurrency)  # fmt: skip
+        IN_FLIGHT.set_function(lambda: pipeline.lanes.active)
         scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=self.readiness,
                               lease_s=delivery.timeout_s * 2 + 30, table=table,
                               room=lambda: pipeline.lanes.room, take=pipeline.dispatch,

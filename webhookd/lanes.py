@@ -41,6 +41,11 @@ class Lanes:
         self._all_done = trio.Event()
 
     @property
+    def active(self) -> int:
+        """Deliveries queued in a lane or being sent."""
+        return self._active
+
+    @property
     def room(self) -> int:
         """How many more deliveries the process takes before ``admit`` waits."""
         return self._slots.value

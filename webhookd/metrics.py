@@ -7,9 +7,15 @@ from prometheus_client import Counter, Gauge, Histogram
 EVENTS_READ = Counter("webhookd_events_read_total", "Stream entries read", ["source"])
 EVENTS_MALFORMED = Counter("webhookd_events_malformed_total", "Entries dead-lettered as malformed")
 ATTEMPTS = Counter("webhookd_attempts_total", "Delivery attempts by outcome", ["outcome"])
+# Label children looked up once: every attempt counts one.
+ATTEMPTS_BY_OUTCOME = {
+    outcome: ATTEMPTS.labels(outcome) for outcome in ("delivered", "scheduled", "dead", "gone")
+}
 DEAD_LETTERS = Counter("webhookd_dead_letters_total", "Deliveries dead-lettered")
 ENDPOINTS_GONE = Counter("webhookd_endpoints_disabled_total", "Endpoints disabled after 410")
-IN_FLIGHT = Gauge("webhookd_deliveries_in_flight", "Deliveries being attempted now")
+IN_FLIGHT = Gauge(
+    "webhookd_deliveries_in_flight", "Deliveries queued in their endpoint's lane or being sent"
+)
 ATTEMPT_SECONDS = Histogram(
     "webhookd_attempt_seconds",
     "Duration of delivery attempts",

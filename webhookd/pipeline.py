@@ -17,7 +17,7 @@ import structlog
 from webhookd.clock import EpochClock
 from webhookd.errors import StoreError, WebhookdError
 from webhookd.lanes import Lanes
-from webhookd.metrics import DEFERRED, ENDPOINTS_GONE, IN_FLIGHT
+from webhookd.metrics import DEFERRED, ENDPOINTS_GONE
 from webhookd.model import Delivery, ScheduleRetry, outcome_writes
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, Registry
@@ -69,11 +69,7 @@ class Pipeline:
 
     async def _deliver(self, delivery: Delivery) -> None:
         endpoint = self._table.get(delivery.endpoint_id)
-        IN_FLIGHT.inc()
-        try:
-            attempted = await self._sender.send(delivery, endpoint)
-        finally:
-            IN_FLIGHT.dec()
+        attempted = await self._sender.send(delivery, endpoint)
         outcome = attempted.outcome
         self._recorder.settled(delivery, outcome_writes(delivery, outcome, attempted.record))
         if isinstance(outcome, RetryAt):

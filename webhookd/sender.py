@@ -19,7 +19,7 @@ from webhookd.clock import EpochClock
 from webhookd.endpoints import Endpoint
 from webhookd.errors import EndpointError, TransportError
 from webhookd.events import Event
-from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS, DEAD_LETTERS
+from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS_BY_OUTCOME, DEAD_LETTERS
 from webhookd.model import AttemptRecord, Delivery, state_name
 from webhookd.retry import (
     AttemptResult,
@@ -128,7 +128,7 @@ class Sender:
     def _logged(self, attempted: Attempted) -> Attempted:
         delivery, record, outcome = attempted.delivery, attempted.record, attempted.outcome
         state = state_name(outcome)
-        ATTEMPTS.labels(state).inc()
+        ATTEMPTS_BY_OUTCOME[state].inc()
         if isinstance(outcome, DeadLetter | Gone):
             DEAD_LETTERS.inc()
         log.info(
