@@ -6,6 +6,7 @@ flight pays one Redis round trip per batch, not per hit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -16,11 +17,11 @@ import coredis
 from coredis.connection import TCPLocation
 
 from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
-from ratelimiter.backend import AsyncBackend, Check, Outcome
+from ratelimiter.backend import AsyncBackend, Check, Outcome, split_url
 from ratelimiter.decision import Decision
 from ratelimiter.errors import BackendError
+from ratelimiter.hits import Clock, PlansSource, Rules, decision_of, unlimited
 from ratelimiter.limit import Limit
-from ratelimiter.limiter import Clock, PlansSource, Rules, decision, split_url
 from ratelimiter.memory import MemoryBackend
 from ratelimiter.policy import Plan, Policy
 
@@ -143,8 +144,8 @@ class AsyncLimiter:
     async def _decide(self, check: Check) -> Decision:
         if not check.limits:
             await anyio.lowlevel.checkpoint()
-            return self._rules.unlimited(check)
-        return decision(check, await self.backend.decide(check))
+            return unlimited(check, self._rules.clock or time.time)
+        return decision_of(check, await self.backend.decide(check))
 
     async def reset(self, key: str) -> None:
         """Forget every window of ``key``."""

@@ -1,4 +1,5 @@
-"""The one seam between the limiters and a store: checks in, outcomes out.
+"""The one seam between the limiters and a store: checks in, outcomes out; and which
+store a limiter URL names.
 
 A store evaluates each check atomically: every limit of the check is evaluated first,
 and only when all of them fit (and the check consumes) are they all counted. A check's
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 from ratelimiter.decision import LimitState
+from ratelimiter.errors import ConfigError
 from ratelimiter.limit import Limit
 
 
@@ -56,3 +58,20 @@ class AsyncBackend(Protocol):
     async def reset(self, key: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(kind, client URL)`` of a limiter URL: kind is memory, redis or cluster."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ConfigError(
+            f"bad limiter URL {url!r}: expected memory://, redis://, rediss://, unix:// "
+            "or redis+cluster://"
+        )
+    if scheme == "memory":
+        return "memory", url
+    if scheme in ("redis", "rediss", "unix"):
+        return "redis", url
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        return "cluster", f"{scheme.removesuffix('+cluster')}://{rest}"
+    raise ConfigError(f"bad limiter URL {url!r}: unknown scheme {scheme!r}")

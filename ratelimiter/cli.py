@@ -1,18 +1,19 @@
 """The ``ratelimiter`` command line: ``serve``, ``key create|list|revoke|set-plan`` and
 ``vendor set-plan|show``.
 
-Every command takes ``--config PATH`` (default ``config/ratelimiter.toml`` when it
-exists, or ``RATELIMITER_CONFIG``); a config that cannot be used exits with status 2.
-With ``redis.url`` unset, the key and vendor commands use the embedded Redis of
-``redis.data_dir``: the running service's, or one started for the command.
+As with ``webhookd``, ``--config PATH`` goes on the group (``ratelimiter --config F
+serve``; default ``config/ratelimiter.toml`` when it exists, or ``RATELIMITER_CONFIG``),
+which loads the settings into ``ctx.obj`` and sets up logging; each command also takes
+it after its name (``ratelimiter serve --config F``, the documented form), in place of
+the group's. A config that cannot be used exits with status 2. With ``redis.url``
+unset, the key and vendor commands use the embedded Redis of ``redis.data_dir``: the
+running service's, or one started for the command.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ import click
 import structlog
 import trio
 
+from configtable import configure_logging
 from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
 from ratelimiter.config import Settings, load_settings, service_policy
@@ -43,20 +45,30 @@ def config_failure(error: ConfigError) -> NoReturn:
     raise SystemExit(2)
 
 
-def _settings(ctx: click.Context, param: click.Parameter, path: Path | None) -> Settings:
+def startup(path: Path | None) -> Settings:
+    """The settings of ``path`` (else the default file), logging set up from them."""
     try:
-        return load_settings(path)
+        settings = load_settings(path)
     except ConfigError as error:
         config_failure(error)
+    configure_logging(settings.log_level)
+    return settings
+
+
+CONFIG_PATH = click.Path(path_type=Path, dir_okay=False)
+
+
+def _command_config(ctx: click.Context, param: click.Parameter, path: Path | None) -> None:
+    if path is not None:
+        ctx.obj = startup(path)
 
 
 config_option = click.option(
     "--config",
-    "settings",
-    type=click.Path(path_type=Path, dir_okay=False),
-    envvar="RATELIMITER_CONFIG",
-    callback=_settings,
-    help="Config file (default: config/ratelimiter.toml when it exists).",
+    type=CONFIG_PATH,
+    expose_value=False,
+    callback=_command_config,
+    help="Config file, in place of the one given to the group.",
 )
 
 
@@ -68,18 +80,27 @@ def policy_of(settings: Settings) -> Policy:
 
 
 @click.group()
-def cli() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=CONFIG_PATH,
+    envvar="RATELIMITER_CONFIG",
+    help="Config file (default: config/ratelimiter.toml when it exists).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Sliding-window rate limits, as a service any API gateway can ask."""
+    ctx.obj = startup(config_path)
 
 
 @cli.command()
 @config_option
+@click.pass_obj
 def serve(settings: Settings) -> None:
     """Answer /v1/check and /v1/auth on service.listen until SIGTERM or SIGINT."""
     from ratelimiter.service import run
 
     policy = policy_of(settings)
-    configure_logging(settings.log_level)
 
     async def main() -> None:
         host, port = settings.service.address
@@ -107,7 +128,6 @@ def key() -> None:
 def with_store(settings: Settings, action: Callable[[AsyncRedisClient], Awaitable[T]]) -> T:
     """Run one operation on the configured Redis, or the embedded one (logs on stderr, so
     that what a command prints can be captured whole: ``KEY=$(ratelimiter key create …)``)."""
-    configure_logging(settings.log_level)
     if settings.redis_url == "memory://":
         raise click.ClickException(
             "API keys and vendor plans are kept in Redis, and redis.url is memory://"
@@ -166,6 +186,7 @@ def echo_json(value: Any) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the key with its record as JSON.")
 @config_option
+@click.pass_obj
 def key_create(settings: Settings, vendor: str, plan: str | None, as_json: bool) -> None:
     """Make a key and print it: this is the only time it is shown."""
     if plan is not None:
@@ -180,6 +201,7 @@ def key_create(settings: Settings, vendor: str, plan: str | None, as_json: bool)
 @key.command("list")
 @click.option("--vendor", default=None, help="Only this vendor's keys.")
 @config_option
+@click.pass_obj
 def key_list(settings: Settings, vendor: str | None) -> None:
     """Print every key's record (never the key) as a JSON list."""
     records = with_keys(settings, lambda s: s.all())
@@ -189,6 +211,7 @@ def key_list(settings: Settings, vendor: str | None) -> None:
 @key.command("revoke")
 @click.argument("key_or_id")
 @config_option
+@click.pass_obj
 def key_revoke(settings: Settings, key_or_id: str) -> None:
     """Revoke a key, given as its id (key_...) or the key itself."""
     echo_json(with_keys(settings, lambda s: s.revoke(key_or_id, now_s=time.time())).public())
@@ -198,6 +221,7 @@ def key_revoke(settings: Settings, key_or_id: str) -> None:
 @click.argument("key_or_id")
 @click.argument("plan")
 @config_option
+@click.pass_obj
 def key_set_plan(settings: Settings, key_or_id: str, plan: str) -> None:
     """Give a key (its id, or the key itself) a plan of its own; "none" takes it away."""
     own = None if plan == "none" else known_plan(settings, plan, "'PLAN'")
@@ -213,6 +237,7 @@ def vendor() -> None:
 @click.argument("vendor_id")
 @click.argument("plan")
 @config_option
+@click.pass_obj
 def vendor_set_plan(settings: Settings, vendor_id: str, plan: str) -> None:
     """Put a vendor on a plan (from the plans file)."""
     plan = known_plan(settings, plan, "'PLAN'")
@@ -223,6 +248,7 @@ def vendor_set_plan(settings: Settings, vendor_id: str, plan: str) -> None:
 @vendor.command("show")
 @click.argument("vendor_id")
 @config_option
+@click.pass_obj
 def vendor_show(settings: Settings, vendor_id: str) -> None:
     """Print a vendor's plan and its current usage as JSON.
 
@@ -239,18 +265,3 @@ def vendor_show(settings: Settings, vendor_id: str) -> None:
                 "usage": [limit.public() for limit in usage]}  # fmt: skip
 
     echo_json(with_vendors(settings, show))
-
-
-def configure_logging(level: str) -> None:
-    """JSON logs, one object per line on stderr; configured once, here."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )

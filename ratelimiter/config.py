@@ -2,7 +2,8 @@
 
 ``config/ratelimiter.toml`` documents every key. ``RATELIMITER_<SECTION>_<KEY>``
 (``RATELIMITER_REDIS_URL``, ``RATELIMITER_SERVICE_DENY_STATUS``, ...) overrides a
-key of the file. Unknown keys and bad values are collected into one ``ConfigError``,
+key of the file. ``KEYS`` lists every key once; ``configtable``, the engine webhookd
+shares, reads it: unknown keys and bad values are collected into one ``ConfigError``,
 a line per problem, each starting with the dotted key; the CLI exits with status 2.
 The ``[routes]`` table maps ``"METHOD /path"`` to a limit expression and is read from
 the file only.
@@ -10,16 +11,16 @@ the file only.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from configtable import ConfigFileError, Key, KeyTable, Kind, read_toml, split_listen
+from configtable.kinds import BOOL, LOG_LEVEL, choice, fit, integer, listen_address, number
 from ratelimiter.errors import ConfigError, InvalidLimit
 from ratelimiter.limit import parse_limit
 from ratelimiter.policy import Policy, load_policy, normalize_route
@@ -43,7 +44,7 @@ class ServiceSettings:
     @property
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port), an IPv6 host without its brackets."""
-        return _split_listen(self.listen)
+        return split_listen(self.listen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,100 +58,60 @@ class Settings:
     data_dir: Path = Path(".ratelimiter")
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
-    parse: Callable[[Any], Any]  # a TOML value -> the setting; ValueError on a misfit
-    from_env: Callable[[str], Any]  # environment text -> a TOML-shaped value
-    expected: str
-    default: Any
-
-
-_LISTEN = re.compile(r"(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})")
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(listen)
-    if match is None or int(match["port"]) > 65535:
-        raise ValueError(listen)
-    return match["ipv6"] or match["host"], int(match["port"])
-
-
-def _fit(value: Any, ok: bool) -> Any:
-    if not ok:
-        raise ValueError(value)
-    return value
-
-
-def _text(value: Any) -> str:
-    return str(_fit(value, isinstance(value, str) and value.strip() != ""))
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value in ("", None) else _text(value)
-
-
-def _number(accept: Callable[[float], bool]) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        _fit(value, isinstance(value, int | float) and not isinstance(value, bool))
-        return float(_fit(value, math.isfinite(value) and accept(value)))
-
-    return parse
-
-
-def _status(value: Any) -> int:
-    ok = type(value) is int and 400 <= value <= 599
-    return int(_fit(value, ok))
-
-
-def _choice(*words: str) -> Callable[[Any], str]:
-    return lambda value: str(_fit(value, value in words))
+def _name(value: Any) -> str:
+    """Text with something other than spaces in it."""
+    return str(fit(value, isinstance(value, str) and value.strip() != ""))
 
 
 _SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "memory")
 
 
 def _redis_url(value: Any) -> str | None:
-    url = _optional_text(value)
+    url = None if value in ("", None) else _name(value)
     if url is not None:
-        _fit(url, "://" in url and url.partition("://")[0] in _SCHEMES)
+        fit(url, "://" in url and url.partition("://")[0] in _SCHEMES)
     return url
 
 
-def _flag(value: Any) -> bool:
-    return bool(_fit(value, isinstance(value, bool)))
-
-
-def _flag_text(text: str) -> bool | str:
-    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-    return words.get(text.strip().lower(), text)
-
-
-def _int_text(text: str) -> int:
-    return int(_fit(text, re.fullmatch(r"\s*[0-9]+\s*", text) is not None))
-
+_NAME = Kind("a non-empty string", _name)
+_REDIS_URL = Kind(
+    "a redis://, rediss://, unix://, redis+cluster:// or memory:// URL "
+    "(empty means unset: the embedded redis-server)",
+    _redis_url,
+)
 
 # fmt: off
-KEYS: dict[str, _Key] = {
-    "redis.url": _Key(_redis_url, str, "a redis://, rediss://, unix://, redis+cluster:// or "
-                      "memory:// URL (empty means unset: the embedded redis-server)", None),
-    "redis.data_dir": _Key(lambda v: Path(_text(v)), str, "a directory", Path(".ratelimiter")),
-    "redis.key_prefix": _Key(_text, str, "a non-empty string", "rl"),
-    "service.listen": _Key(lambda v: _fit(v, bool(_split_listen(_text(v)))), str,
-                           "host:port such as 127.0.0.1:8081 ([::1]:8081 for IPv6)",
-                           "127.0.0.1:8081"),
-    "service.default_plan": _Key(_text, str, "a plan name", "basic"),
-    "service.deny_status": _Key(_status, _int_text, "an HTTP status from 400 to 599", 429),
-    "service.trust_key_header": _Key(_flag, _flag_text, "true or false", False),
-    "service.failure_mode": _Key(_choice("open", "closed"), str, '"open" or "closed"', "open"),
-    "service.redis_timeout": _Key(_number(lambda n: n > 0), float, "seconds, above 0", 0.25),
-    "keys.cache_ttl": _Key(_number(lambda n: n >= 0), float, "seconds, 0 or more", 5.0),
-    "plans.file": _Key(lambda v: None if v in ("", None) else Path(_text(v)), str,
-                       "a path (empty means the shipped plans)", None),
-    "log.level": _Key(_choice("debug", "info", "warning", "error"), str,
-                      "one of debug, info, warning, error", "info"),
-}
+KEYS = KeyTable(ENV_PREFIX, [
+    Key("redis", "url", "redis_url", _REDIS_URL, None,
+        "Redis of the counters, API keys and vendors' plans; unset: an embedded redis-server"),
+    Key("redis", "data_dir", "data_dir", Kind("a directory", lambda v: Path(_name(v))),
+        Path(".ratelimiter"), "where the embedded redis-server keeps its data and socket"),
+    Key("redis", "key_prefix", "key_prefix", _NAME, "rl", "prefix of every Redis key written"),
+    Key("service", "listen", "listen",
+        listen_address("host:port such as 127.0.0.1:8081 ([::1]:8081 for IPv6)"),
+        "127.0.0.1:8081", "address of /v1/check, /v1/auth and the operational routes"),
+    Key("service", "default_plan", "default_plan", Kind("a plan name", _name), "basic",
+        "plan of a hit that names none"),
+    Key("service", "deny_status", "deny_status",
+        integer(400, 599, "an HTTP status from 400 to 599"), 429,
+        "status of a refusal on /v1/auth"),
+    Key("service", "trust_key_header", "trust_key_header", BOOL, False,
+        "raw-key mode: count a request without an API key under X-RateLimit-Key"),
+    Key("service", "failure_mode", "failure_mode",
+        choice('"open" or "closed"', "open", "closed"), "open",
+        "what a request gets when Redis fails: allowed (open) or 503 (closed)"),
+    Key("service", "redis_timeout", "redis_timeout_s",
+        number("seconds, above 0", lambda n: n > 0), 0.25,
+        "seconds a request may spend on Redis"),
+    Key("keys", "cache_ttl", "key_cache_ttl_s", number("seconds, 0 or more", lambda n: n >= 0),
+        5.0, "seconds an API-key look-up is cached in each process"),
+    Key("plans", "file", "plans_file",
+        Kind("a path (empty means the shipped plans)",
+             lambda v: None if v in ("", None) else Path(_name(v))),
+        None, "the plans file; unset: the shipped config/plans.toml"),
+    Key("log", "level", "log_level", LOG_LEVEL, "info", "least severe log level written"),
+], free_sections=["routes"])
 # fmt: on
-_SECTIONS = {dotted.split(".")[0] for dotted in KEYS} | {"routes"}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -164,12 +125,9 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            with path.open("rb") as file:
-                data = tomllib.load(file)
-        except OSError as error:
-            raise ConfigError(f"{path}: cannot read config file: {error.strerror}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-            raise ConfigError(f"{path}: invalid TOML: {error}") from None
+            data = read_toml(path, "config file")
+        except ConfigFileError as error:
+            raise ConfigError(str(error)) from None
     return settings_from_mapping(data, env, source=path)
 
 
@@ -177,50 +135,15 @@ def settings_from_mapping(
     data: Mapping[str, Any], environ: Mapping[str, str] | None = None, source: Path | None = None
 ) -> Settings:
     """Settings from parsed TOML and environment overrides; every problem in one error."""
+    reading = KEYS.read(data, environ or {}, source)
     note = f" (in {source})" if source is not None else ""
-    problems: list[str] = []
-    values = {dotted: key.default for dotted, key in KEYS.items()}
-    raw: list[tuple[str, Any, str, bool]] = []  # key, value, where it came from, is env text
-    for section, table in data.items():
-        if section not in _SECTIONS:
-            problems.append(f"{section}: unknown section{note}")
-        elif not isinstance(table, Mapping):
-            problems.append(f"{section}: expected a table{note}")
-        elif section != "routes":
-            raw.extend((f"{section}.{name}", value, note, False) for name, value in table.items())
-    for var, text in sorted((environ or {}).items()):
-        section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
-        if var.startswith(ENV_PREFIX) and section in _SECTIONS - {"routes"}:
-            raw.append((f"{section}.{name}", text, f" (from {var})", True))
-    for dotted, value, where, is_text in raw:  # the file first, so the environment wins
-        key = KEYS.get(dotted)
-        if key is None:
-            problems.append(f"{dotted}: unknown key{where}")
-            continue
-        try:
-            values[dotted] = key.parse(key.from_env(value) if is_text and value else value)
-        except (ValueError, TypeError):
-            problems.append(f"{dotted}: expected {key.expected}, got {value!r}{where}")
-    routes = _routes(data.get("routes", {}), note, problems)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return Settings(
-        redis_url=values["redis.url"],
-        key_prefix=values["redis.key_prefix"],
-        service=ServiceSettings(
-            listen=values["service.listen"],
-            default_plan=values["service.default_plan"],
-            deny_status=values["service.deny_status"],
-            failure_mode=values["service.failure_mode"],
-            redis_timeout_s=values["service.redis_timeout"],
-            key_cache_ttl_s=values["keys.cache_ttl"],
-            trust_key_header=values["service.trust_key_header"],
-        ),
-        plans_file=values["plans.file"],
-        routes=MappingProxyType(routes),
-        log_level=values["log.level"],
-        data_dir=values["redis.data_dir"],
-    )
+    routes = _routes(data.get("routes", {}), note, reading.problems)
+    if reading.problems:
+        raise ConfigError("\n".join(reading.problems))
+    values = {key.attribute: reading.values[key.dotted] for key in KEYS}
+    service = {key.attribute: values.pop(key.attribute) for key in KEYS
+               if key.section in ("service", "keys")}  # fmt: skip
+    return Settings(**values, service=ServiceSettings(**service), routes=MappingProxyType(routes))
 
 
 def _routes(table: Any, note: str, problems: list[str]) -> dict[str, str]:

@@ -1,86 +1,25 @@
-"""``Limiter``, the synchronous front (memory or redis-py), and what it shares with
-``AsyncLimiter``: turning ``hit`` arguments into a check, and an outcome into a decision.
+"""``Limiter``, the synchronous front: memory or redis-py.
+
+What it shares with ``AsyncLimiter`` is in ``hits.py``; this module is the edge that
+reads the wall clock, for a hit with no limit (which no store times).
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from types import TracebackType
 
 import redis
 
-from ratelimiter.backend import Backend, Check, Outcome
-from ratelimiter.decision import Decision, decide
-from ratelimiter.errors import BackendError, ConfigError, InvalidRequest
+from ratelimiter.backend import Backend, Check, split_url
+from ratelimiter.decision import Decision
+from ratelimiter.errors import BackendError
+from ratelimiter.hits import Clock, PlansSource, Rules, decision_of, unlimited
 from ratelimiter.limit import Limit
 from ratelimiter.memory import MemoryBackend
-from ratelimiter.policy import Plan, Policy, load_policy
+from ratelimiter.policy import Plan, Policy
 from ratelimiter.sync_redis import RedisBackend, RedisClient
-
-Clock = Callable[[], float]
-"""Unix time in seconds; injected for tests, else the store's own clock is used."""
-
-PlansSource = str | Path | Policy | None
-
-
-class Rules:
-    """The plans, routes and clock of a limiter, shared by the sync and async fronts."""
-
-    def __init__(
-        self,
-        plans: PlansSource,
-        routes: Mapping[str, str | Limit] | None,
-        clock: Clock | None,
-    ) -> None:
-        policy = plans if isinstance(plans, Policy) else load_policy(plans)
-        self.policy = policy.with_routes(routes) if routes else policy
-        self.clock = clock
-        self._limits_for = functools.lru_cache(maxsize=1024)(self.policy.limits_for)
-
-    def check(
-        self,
-        key: str,
-        limits: tuple[str | Limit, ...],
-        plan: str | None,
-        route: str | None,
-        cost: int,
-        consume: bool,
-    ) -> Check:
-        if not isinstance(key, str) or not key:
-            raise InvalidRequest(f"a key must be a non-empty string, got {key!r}")
-        if type(cost) is not int or cost < 1:
-            raise InvalidRequest(f"cost must be a positive integer, got {cost!r}")
-        now_ms = None if self.clock is None else round(self.clock() * 1000)
-        return Check(key, self._limits_for(limits, plan, route), cost, consume, now_ms)
-
-    def unlimited(self, check: Check) -> Decision:
-        """The decision of a hit with no limit at all, taken without the store."""
-        now_ms = round(time.time() * 1000) if check.now_ms is None else check.now_ms
-        return decide((), (), True, now_ms)
-
-
-def decision(check: Check, outcome: Outcome) -> Decision:
-    return decide(check.limits, outcome.states, outcome.allowed, outcome.now_ms)
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """``(kind, client URL)``: kind is memory, redis or cluster."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        raise ConfigError(
-            f"bad limiter URL {url!r}: expected memory://, redis://, rediss://, unix:// "
-            "or redis+cluster://"
-        )
-    if scheme == "memory":
-        return "memory", url
-    if scheme in ("redis", "rediss", "unix"):
-        return "redis", url
-    if scheme in ("redis+cluster", "rediss+cluster"):
-        return "cluster", f"{scheme.removesuffix('+cluster')}://{rest}"
-    raise ConfigError(f"bad limiter URL {url!r}: unknown scheme {scheme!r}")
 
 
 class Limiter:
@@ -167,8 +106,8 @@ class Limiter:
 
     def _decide(self, check: Check) -> Decision:
         if not check.limits:
-            return self._rules.unlimited(check)
-        return decision(check, self.backend.decide(check))
+            return unlimited(check, self._rules.clock or time.time)
+        return decision_of(check, self.backend.decide(check))
 
     def reset(self, key: str) -> None:
         """Forget every window of ``key``."""

@@ -25,7 +25,6 @@ which errs on the side of limiting.
 
 from __future__ import annotations
 
-import tomllib
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from configtable import ConfigFileError, read_toml
 from ratelimiter.errors import ConfigError, InvalidLimit, UnknownPlan
 from ratelimiter.limit import Limit, as_limit, parse_limit
 
@@ -122,12 +122,9 @@ def load_policy(path: str | Path | None = None) -> Policy:
     """Read a plans file (default: the shipped one); errors name the file and the key."""
     path = default_plans_path() if path is None else Path(path)
     try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as error:
-        raise ConfigError(f"cannot read plans file {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"plans file {path} is not valid TOML: {error}") from None
+        document = read_toml(path, "plans file")
+    except ConfigFileError as error:
+        raise ConfigError(str(error)) from None
     unknown = set(document) - {"plans", "routes"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")

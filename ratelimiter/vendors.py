@@ -31,8 +31,9 @@ from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisClient
 from ratelimiter.decision import Decision
 from ratelimiter.errors import BackendError, InvalidRequest
+from ratelimiter.hits import PlansSource
 from ratelimiter.limit import Limit
-from ratelimiter.limiter import Limiter, PlansSource
+from ratelimiter.limiter import Limiter
 from ratelimiter.sync_redis import RedisClient
 
 PLAN_FIELD = "plan"

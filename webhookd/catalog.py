@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import difflib
 import functools
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from configtable import ConfigFileError, read_toml
 from webhookd.config import Settings
 from webhookd.endpoints import matches
 from webhookd.errors import ConfigError, EndpointError
@@ -85,12 +85,9 @@ def load_catalog(configured: Path) -> Catalog:
     """The catalog file, read once per process; ConfigError naming the key if unusable."""
     path = catalog_path(configured)
     try:
-        with path.open("rb") as file:
-            data = tomllib.load(file)
-    except OSError as err:
-        raise ConfigError(f"events.catalog: cannot read {path}: {err.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"events.catalog: {path} is not valid TOML: {err}") from None
+        data = read_toml(path, "event catalog")
+    except ConfigFileError as error:
+        raise ConfigError(f"events.catalog: {error}") from None
     return parse_catalog(data, str(configured))
 
 

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 
+from configtable import configure_logging
 from webhookd import __version__
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
@@ -24,7 +25,6 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
-from webhookd.logs import configure
 from webhookd.redrive import redrive
 from webhookd.registry import Registry, endpoint_tls, registry_for
 from webhookd.store import Store
@@ -54,7 +54,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     except ConfigError as exc:
         click.echo(f"webhookd: config error: {exc}", err=True)
         ctx.exit(2)
-    configure(settings.log.level)
+    configure_logging(settings.log.level)
     ctx.obj = settings
 
 

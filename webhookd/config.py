@@ -3,26 +3,39 @@
 Built-in defaults, then the TOML file, then environment overrides, then validation. The
 result is a tree of frozen dataclasses, one per section, and each component is handed
 only its own section. One data table, ``KEYS``, holds every key with its attribute, kind,
-default and meaning; parsing, environment overrides and error messages are all driven by
-it, so a key is defined in exactly one place. Every problem found is reported in one
-ConfigError, one line per problem, each line starting with the dotted key.
+default and meaning; the engine the ratelimiter service shares (``configtable``) drives
+parsing, environment overrides and error messages from it, so a key is defined in
+exactly one place. Every problem found is reported in one ConfigError, one line per
+problem, each line starting with the dotted key.
 """
 
 from __future__ import annotations
 
 import base64
-import difflib
 import ipaddress
-import json
-import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from configtable import ConfigFileError, Key, KeyTable, Kind, read_toml, split_listen
+from configtable.kinds import (
+    BOOL,
+    LOG_LEVEL,
+    NON_NEGATIVE,
+    OPTIONAL_TEXT,
+    PATH,
+    POSITIVE,
+    TEXT,
+    choice,
+    fit,
+    integer,
+    listen_address,
+    number,
+)
 from webhookd.errors import ConfigError
 
 ENV_PREFIX = "WEBHOOKD_"
@@ -97,7 +110,7 @@ class AdminSettings:
     @property
     def address(self) -> tuple[str, int]:
         """``listen`` as (host, port) for binding, an IPv6 host without its brackets."""
-        return _split_listen(self.listen)
+        return split_listen(self.listen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,76 +151,6 @@ class Settings:
     source: Path | None
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """How values of one sort are checked; both functions raise ValueError on a misfit."""
-
-    expected: str  # completes "expected ..." in error messages
-    parse: Callable[[Any], Any]  # a TOML value -> the settings value
-    from_env: Callable[[str], Any] = str  # environment text -> a TOML-shaped value
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """One configuration key: where it lives in TOML, where it lands, and what it means."""
-
-    section: str
-    name: str
-    attribute: str
-    kind: Kind
-    default: Any
-    doc: str
-    secret: bool = False  # never echo the value in an error
-
-    @property
-    def dotted(self) -> str:
-        return f"{self.section}.{self.name}"
-
-    @property
-    def env_var(self) -> str:
-        return f"{ENV_PREFIX}{self.section}_{self.name}".upper()
-
-
-def _fit(value: Any, ok: bool) -> Any:
-    """``value`` when ``ok``: the one way parsers refuse, leaving the wording to the Kind."""
-    if not ok:
-        raise ValueError
-    return value
-
-
-def _number(expected: str, accept: Callable[[float], bool], *, integer: bool = False) -> Kind:
-    def parse(value: Any) -> Any:
-        # bool is an int subclass: `true` must pass for neither 1 nor 1.0
-        _fit(
-            value,
-            not isinstance(value, bool) and isinstance(value, int if integer else float | int),
-        )
-        number = value if integer else float(value)
-        return _fit(number, math.isfinite(number) and accept(number))
-
-    return Kind(expected, parse, _int_text if integer else float)
-
-
-def _int_text(text: str) -> int:
-    return int(_fit(text, re.fullmatch(r"\s*[+-]?[0-9]+\s*", text) is not None))
-
-
-def _integer(minimum: int, maximum: int | None = None) -> Kind:
-    if maximum is None:
-        return _number(f"an integer >= {minimum}", lambda n: n >= minimum, integer=True)
-    expected = f"an integer from {minimum} to {maximum}"
-    return _number(expected, lambda n: minimum <= n <= maximum, integer=True)
-
-
-_BOOL_WORDS = dict.fromkeys(["true", "1", "yes", "on"], True)
-_BOOL_WORDS |= dict.fromkeys(["false", "0", "no", "off"], False)
-
-
-def _bool_text(text: str) -> bool:
-    word = text.strip().lower()
-    return bool(_fit(_BOOL_WORDS.get(word), word in _BOOL_WORDS))
-
-
 def _schedule_text(text: str) -> list[Any]:
     """``[1, 2.5, 4]`` (TOML, hence also JSON) or ``1,2.5,4``; empty is an error, not []."""
     if not text.strip().startswith("["):
@@ -216,47 +159,21 @@ def _schedule_text(text: str) -> list[Any]:
         parsed = tomllib.loads(f"schedule = {text.strip()}")
     except tomllib.TOMLDecodeError:
         raise ValueError from None
-    return list(_fit(parsed, len(parsed) == 1)["schedule"])  # nothing smuggled in after it
+    return list(fit(parsed, len(parsed) == 1)["schedule"])  # nothing smuggled in after it
 
 
-_LISTEN = re.compile(r"(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^\s:\[\]]+)):(?P<port>[0-9]{1,5})")
-
-
-def _split_listen(listen: str) -> tuple[str, int]:
-    match = _LISTEN.fullmatch(listen)
-    if match is None or int(match["port"]) > 65535:
-        raise ValueError
-    if match["ipv6"] is not None:
-        ipaddress.IPv6Address(match["ipv6"])  # raises ValueError unless a real IPv6 address
-    return match["ipv6"] or match["host"], int(match["port"])
-
-
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 _URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
-_TEXT = Kind("a non-empty string", lambda v: _fit(v, isinstance(v, str) and v != ""))
-# empty means unset, so an environment variable can clear what the file set
-_OPTIONAL_TEXT = Kind(
-    "a string (empty means unset)", lambda v: _fit(v, v is None or isinstance(v, str)) or None
-)
-_POSITIVE = _number("a positive number", lambda n: n > 0)
-_BOOL = Kind("true or false", lambda v: _fit(v, isinstance(v, bool)), _bool_text)
-_PATH = Kind(
-    "a non-empty path", lambda v: Path(v if isinstance(v, os.PathLike) else _TEXT.parse(v))
-)
 _REDIS_URL = Kind(
     "a URL such as redis://host:6379/0",
-    lambda v: _fit(_OPTIONAL_TEXT.parse(v), v in ("", None) or _URL_SCHEME.match(v) is not None),
+    lambda v: fit(OPTIONAL_TEXT.parse(v), v in ("", None) or _URL_SCHEME.match(v) is not None),
 )
 _SCHEDULE = Kind(
     "a list of positive numbers such as [1, 2.5, 4]",
-    lambda v: tuple(_POSITIVE.parse(item) for item in _fit(v, isinstance(v, list | tuple))),
+    lambda v: tuple(POSITIVE.parse(item) for item in fit(v, isinstance(v, list | tuple))),
     _schedule_text,
 )
-_LISTEN_ADDRESS = Kind(
-    "host:port with a port from 0 to 65535 (IPv6 as [::1]:8080)",
-    lambda v: _fit(v, isinstance(v, str) and bool(_split_listen(v))),
-)
+_LISTEN_ADDRESS = listen_address("host:port with a port from 0 to 65535 (IPv6 as [::1]:8080)")
 
 
 def _master_key(value: Any) -> bytes:
@@ -270,7 +187,7 @@ def _master_key(value: Any) -> bytes:
 
 
 def _ip_address(value: Any) -> str | None:
-    text = _OPTIONAL_TEXT.parse(value)
+    text = OPTIONAL_TEXT.parse(value)
     return None if text is None else str(ipaddress.ip_address(text))
 
 
@@ -280,77 +197,71 @@ _MASTER_KEY = Kind(
 )
 _MASTER_KEYS = Kind(
     "a list of base64 32-byte keys",
-    lambda v: tuple(_master_key(k) for k in _fit(v, isinstance(v, list | tuple))),
+    lambda v: tuple(_master_key(k) for k in fit(v, isinstance(v, list | tuple))),
     lambda text: [part.strip() for part in text.split(",") if part.strip()],
 )
 _IP_ADDRESS = Kind("an IP address such as 192.0.2.10 (empty means unset)", _ip_address)
-_NON_NEGATIVE = _number("a number >= 0", lambda number: number >= 0)
-_UNKNOWN_EVENTS = ("deliver", "dead_letter")
-_UNKNOWN_EVENT = Kind('"deliver" or "dead_letter"', lambda v: _fit(v, v in _UNKNOWN_EVENTS))
-_LOG_LEVEL = Kind(
-    "one of " + ", ".join(_LOG_LEVELS),
-    lambda v: _fit(v, isinstance(v, str) and v.lower() in _LOG_LEVELS).lower(),
-)
+_UNKNOWN_EVENT = choice('"deliver" or "dead_letter"', "deliver", "dead_letter")
 
 # A stream name is the hash tag of its partition's keys ("{<name>}:retry"), so no braces.
 _STREAM_NAME = Kind(
     "a non-empty name without { or }",
-    lambda v: _fit(v, isinstance(v, str) and v != "" and not set(v) & set("{}")),
+    lambda v: fit(v, isinstance(v, str) and v != "" and not set(v) & set("{}")),
 )
 
 # fmt: off
-KEYS: tuple[Key, ...] = (
+KEYS = KeyTable(ENV_PREFIX, [
     Key("redis", "url", "url", _REDIS_URL, None,
         "Redis to use; unset starts an embedded redis-server"),
-    Key("redis", "data_dir", "data_dir", _PATH, Path(".webhookd"),
+    Key("redis", "data_dir", "data_dir", PATH, Path(".webhookd"),
         "where the embedded redis-server keeps its data"),
-    Key("redis", "key_prefix", "key_prefix", _TEXT, "webhookd",
+    Key("redis", "key_prefix", "key_prefix", TEXT, "webhookd",
         "namespace of the registry, retry and delivery-record keys"),
     Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
-    Key("stream", "group", "group", _TEXT, "webhookd", "consumer group"),
-    Key("stream", "dead", "dead", _TEXT, "webhookd:dead", "dead-letter stream"),
-    Key("stream", "partitions", "partitions", _integer(1), 1,
+    Key("stream", "group", "group", TEXT, "webhookd", "consumer group"),
+    Key("stream", "dead", "dead", TEXT, "webhookd:dead", "dead-letter stream"),
+    Key("stream", "partitions", "partitions", integer(1), 1,
         "number of streams; above 1 they are <name>:0 .. <name>:<n-1>"),
-    Key("stream", "batch_size", "batch_size", _integer(1, 10000), 100,
+    Key("stream", "batch_size", "batch_size", integer(1, 10000), 100,
         "entries asked for per XREADGROUP (COUNT)"),
-    Key("stream", "block", "block_s", _POSITIVE, 1.0, "seconds an XREADGROUP waits (BLOCK)"),
-    Key("stream", "reclaim_idle", "reclaim_idle_s", _POSITIVE, 60.0,
+    Key("stream", "block", "block_s", POSITIVE, 1.0, "seconds an XREADGROUP waits (BLOCK)"),
+    Key("stream", "reclaim_idle", "reclaim_idle_s", POSITIVE, 60.0,
         "seconds pending before another consumer reclaims an entry"),
-    Key("stream", "retention", "retention_s", _POSITIVE, 604800.0,
+    Key("stream", "retention", "retention_s", POSITIVE, 604800.0,
         "seconds acked entries stay in the stream (for replays) before they are trimmed"),
-    Key("stream", "consumer", "consumer", _OPTIONAL_TEXT, None,
+    Key("stream", "consumer", "consumer", OPTIONAL_TEXT, None,
         "consumer name; unset means unique per process"),
-    Key("delivery", "timeout", "timeout_s", _POSITIVE, 10.0, "seconds per attempt"),
-    Key("delivery", "endpoint_concurrency", "endpoint_concurrency", _integer(1), 16,
+    Key("delivery", "timeout", "timeout_s", POSITIVE, 10.0, "seconds per attempt"),
+    Key("delivery", "endpoint_concurrency", "endpoint_concurrency", integer(1), 16,
         "most requests in flight to one endpoint (its connection pool size)"),
-    Key("delivery", "max_in_flight", "max_in_flight", _integer(1), 1024,
+    Key("delivery", "max_in_flight", "max_in_flight", integer(1), 1024,
         "most deliveries in flight in one process"),
-    Key("delivery", "require_https", "require_https", _BOOL, True,
+    Key("delivery", "require_https", "require_https", BOOL, True,
         "refuse http:// endpoint URLs"),
-    Key("delivery", "allow_private_targets", "allow_private_targets", _BOOL, False,
+    Key("delivery", "allow_private_targets", "allow_private_targets", BOOL, False,
         "allow loopback, private and link-local targets"),
-    Key("delivery", "max_response_body", "max_response_body", _integer(0), 65536,
+    Key("delivery", "max_response_body", "max_response_body", integer(0), 65536,
         "bytes of a response body kept with the attempt"),
-    Key("delivery", "shutdown_grace", "shutdown_grace_s", _NON_NEGATIVE, 30.0,
+    Key("delivery", "shutdown_grace", "shutdown_grace_s", NON_NEGATIVE, 30.0,
         "seconds SIGTERM waits for in-flight deliveries"),
-    Key("delivery", "record_ttl", "record_ttl_s", _POSITIVE, 604800.0,
+    Key("delivery", "record_ttl", "record_ttl_s", POSITIVE, 604800.0,
         "seconds delivery records are kept"),
-    Key("delivery", "max_payload_bytes", "max_payload_bytes", _integer(1), 262144,
+    Key("delivery", "max_payload_bytes", "max_payload_bytes", integer(1), 262144,
         "largest delivery body; a bigger event is dead-lettered"),
     Key("delivery", "source_address", "source_address", _IP_ADDRESS, None,
         "local address deliveries connect from; unset lets the system choose"),
-    Key("delivery", "rotation_grace", "rotation_grace_s", _NON_NEGATIVE, 86400.0,
+    Key("delivery", "rotation_grace", "rotation_grace_s", NON_NEGATIVE, 86400.0,
         "seconds a rotated-out secret keeps signing"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
-        _number("a number from 0 to 1", lambda number: 0 <= number <= 1), 0.1,
+        number("a number from 0 to 1", lambda number: 0 <= number <= 1), 0.1,
         "up to this fraction of each delay added at random"),
     Key("admin", "listen", "listen", _LISTEN_ADDRESS, "127.0.0.1:8080",
         "address of the admin API, /metrics and /healthz"),
-    Key("admin", "token", "token", _OPTIONAL_TEXT, None,
+    Key("admin", "token", "token", OPTIONAL_TEXT, None,
         "bearer token of the admin API; unset refuses every admin call", secret=True),
-    Key("events", "catalog", "catalog", _PATH, Path("config/events.toml"),
+    Key("events", "catalog", "catalog", PATH, Path("config/events.toml"),
         "the event-type catalog"),
     Key("events", "unknown", "unknown", _UNKNOWN_EVENT, "deliver",
         "what becomes of an event whose type is not in the catalog"),
@@ -359,8 +270,8 @@ KEYS: tuple[Key, ...] = (
         secret=True),
     Key("secrets", "previous_keys", "previous_keys", _MASTER_KEYS, (),
         "older master keys, for decrypting only", secret=True),
-    Key("log", "level", "level", _LOG_LEVEL, "info", "least severe log level written"),
-)
+    Key("log", "level", "level", LOG_LEVEL, "info", "least severe log level written"),
+])
 # fmt: on
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -373,7 +284,6 @@ _SECTIONS: dict[str, type[Any]] = {
     "secrets": SecretsSettings,
     "log": LogSettings,
 }
-_BY_DOTTED = {key.dotted: key for key in KEYS}
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path | None:
@@ -410,93 +320,24 @@ def settings_from_mapping(
 
 def _read_toml(path: Path, note: str) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file{note}") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file: {err.strerror}{note}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-
-
-# one value to apply: its key, the raw value, where it came from, whether it is env text
-_Entry = tuple[Key, Any, str, bool]
-
-
-def _file_entries(data: Mapping[str, Any], note: str, problems: list[str]) -> list[_Entry]:
-    entries: list[_Entry] = []
-    for section, table in data.items():
-        if section not in _SECTIONS:
-            problems.append(f"{section}: unknown section{_suggest(section, [*_SECTIONS])}{note}")
-        elif not isinstance(table, Mapping):
-            problems.append(f"{section}: expected a table, got {_show(table)}{note}")
-        else:
-            for name, value in table.items():
-                key = _BY_DOTTED.get(f"{section}.{name}")
-                if key is None:
-                    problems.append(_unknown_key(section, name, note))
-                else:
-                    entries.append((key, value, note, False))
-    return entries
-
-
-def _env_entries(environ: Mapping[str, str], problems: list[str]) -> list[_Entry]:
-    entries: list[_Entry] = []
-    for var in sorted(environ):
-        section, _, name = var.removeprefix(ENV_PREFIX).lower().partition("_")
-        if not var.startswith(ENV_PREFIX) or section not in _SECTIONS:
-            continue  # not a setting: PATH, WEBHOOKD_CONFIG, ...
-        key = _BY_DOTTED.get(f"{section}.{name}")
-        if key is None:
-            problems.append(_unknown_key(section, name, f" (from {var})"))
-        else:
-            entries.append((key, environ[var], f" (from {var})", True))
-    return entries
+        return read_toml(path, "config file", note)
+    except ConfigFileError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _build(data: Mapping[str, Any], environ: Mapping[str, str], source: Path | None) -> Settings:
-    problems: list[str] = []
-    file_note = f" (in {source})" if source is not None else ""
-    entries = _file_entries(data, file_note, problems) + _env_entries(environ, problems)
-    values = {key.dotted: key.default for key in KEYS}
-    notes = {key.dotted: "" for key in KEYS}
-    for key, raw, note, is_text in entries:  # file first, so the environment wins
-        try:
-            values[key.dotted] = key.kind.parse(key.kind.from_env(raw) if is_text else raw)
-            notes[key.dotted] = note
-        except (ValueError, OverflowError):
-            shown = f"a {type(raw).__name__} (hidden)" if key.secret else _show(raw)
-            problems.append(f"{key.dotted}: expected {key.kind.expected}, got {shown}{note}")
-
+    reading = KEYS.read(data, environ, source)
+    problems, values = reading.problems, reading.values
     timeout_s, reclaim_idle_s = values["delivery.timeout"], values["stream.reclaim_idle"]
     if not problems and reclaim_idle_s <= timeout_s:
         problems.append(
             f"stream.reclaim_idle: must be greater than delivery.timeout ({timeout_s:g} s), "
             f"or entries are reclaimed while their deliveries are still in flight, "
-            f"got {reclaim_idle_s:g}{notes['stream.reclaim_idle']}"
+            f"got {reclaim_idle_s:g}{reading.notes['stream.reclaim_idle']}"
         )
     if problems:
         raise ConfigError("\n".join(problems))
     sections = {
-        section: cls(
-            **{key.attribute: values[key.dotted] for key in KEYS if key.section == section}
-        )
-        for section, cls in _SECTIONS.items()
+        section: cls(**KEYS.attributes(section, values)) for section, cls in _SECTIONS.items()
     }
     return Settings(**sections, source=source)
-
-
-def _unknown_key(section: str, name: str, note: str) -> str:
-    known = [key.name for key in KEYS if key.section == section]
-    return f"{section}.{name}: unknown key{_suggest(name, known, f'{section}.')}{note}"
-
-
-def _suggest(name: str, known: list[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
-def _show(value: Any) -> str:
-    """A value as written: strings quoted, booleans as true/false."""
-    return json.dumps(value, default=str, ensure_ascii=False)

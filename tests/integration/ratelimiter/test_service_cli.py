@@ -86,10 +86,10 @@ def test_key_commands_need_redis(tmp_path: Path) -> None:
 
 
 def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    """The ``ratelimiter`` command as a process of its own."""
+    """The ``ratelimiter`` command as a process of its own, its config given to the group."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RATELIMITER_")}
     return subprocess.run(
-        [RATELIMITER, *args, "--config", str(config)], env=environ, capture_output=True,
+        [RATELIMITER, "--config", str(config), *args], env=environ, capture_output=True,
         text=True, timeout=60,
     )  # fmt: skip
 
@@ -145,6 +145,23 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, body: str, named: str
     code, output = invoke("serve", "--config", str(path))
     assert code == 2
     assert "ratelimiter: config error:" in output and named in output
+
+
+def test_the_config_goes_on_the_group_or_after_the_command(
+    tmp_path: Path, config_file: Path
+) -> None:
+    memory = tmp_path / "memory.toml"
+    memory.write_text('[redis]\nurl = "memory://"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[service]\ncolour = 1\n")
+    code, output = invoke("--config", str(memory), "key", "list")
+    assert code == 1 and "redis.url is memory://" in output
+    code, output = invoke("--config", str(memory), "key", "list", "--config", str(config_file))
+    assert (code, json.loads(output)) == (0, [])  # the command's own --config wins
+    code, output = invoke("--config", str(bad), "serve")
+    assert code == 2 and "service.colour: unknown key" in output
+    result = CliRunner().invoke(cli, ["key", "list"], env={"RATELIMITER_CONFIG": str(memory)})
+    assert result.exit_code == 1 and "redis.url is memory://" in result.output
 
 
 def test_a_bad_environment_override_exits_2(config_file: Path) -> None:

@@ -38,7 +38,10 @@ async def test_the_admin_api_answers_as_webhookd(make_settings: Callable[..., Se
 
 
 async def test_the_limiter_service_answers_as_ratelimiter() -> None:
-    settings = settings_from_mapping({"service": {"listen": "127.0.0.1:0"}})
+    # memory://: the embedded default would keep its data in the working directory
+    settings = settings_from_mapping(
+        {"service": {"listen": "127.0.0.1:0"}, "redis": {"url": "memory://"}}
+    )
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             port = await nursery.start(run, settings, service_policy(settings))

@@ -9,6 +9,7 @@ import pytest
 from ratelimiter import BackendError, Limit, Limiter, scripts
 from ratelimiter.backend import Check, Outcome
 from ratelimiter.decision import decide
+from ratelimiter.hits import unlimited
 
 MINUTE = Limit(50, 60, name="basic-minute")
 DAY = Limit(10_000, 86_400, name="basic-day")
@@ -77,6 +78,13 @@ def test_a_hit_without_limits_is_allowed_and_renders_no_headers() -> None:
     assert decision.binding is None
     assert decision.headers() == {}
     assert decision.as_dict()["policy"] is None
+
+
+def test_a_hit_without_limits_is_timed_by_the_clock_passed_in() -> None:
+    at_store_time = Check("k", (), 1, True, NOW_MS)
+    assert unlimited(at_store_time, lambda: 1.0).at == NOW_MS / 1000
+    assert unlimited(at_store_time._replace(now_ms=None), lambda: 1234.5).at == 1234.5
+    assert Limiter(clock=lambda: 99.0).hit("k").at == 99.0
 
 
 def test_as_dict_is_json_ready() -> None:

@@ -47,11 +47,16 @@ def test_the_defaults_are_the_contract() -> None:
 def test_the_shipped_file_documents_every_key_with_its_default() -> None:
     assert load_settings(SHIPPED, environ={}) == DEFAULTS
     text = SHIPPED.read_text()
-    for dotted in KEYS:
-        section, name = dotted.split(".")
-        assert f"[{section}]" in text
-        assert f"{name} = " in text, f"{dotted} is not documented in {SHIPPED.name}"
+    for key in KEYS:
+        assert f"[{key.section}]" in text
+        assert f"{key.name} = " in text, f"{key.dotted} is not documented in {SHIPPED.name}"
     assert "[routes]" in text
+
+
+def test_every_key_has_its_environment_variable() -> None:
+    names = [key.env_var for key in KEYS]
+    assert names == [f"RATELIMITER_{k.section.upper()}_{k.name.upper()}" for k in KEYS]
+    assert "RATELIMITER_SERVICE_DENY_STATUS" in names and len(set(names)) == len(KEYS)
 
 
 def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
@@ -87,6 +92,7 @@ def test_file_values_and_environment_overrides(tmp_path: Path) -> None:
     ("data", "named"),
     [
         ({"service": {"listen": "8081"}}, "service.listen"),
+        ({"service": {"listen": "[not-ipv6]:8081"}}, "service.listen"),
         ({"service": {"deny_status": 200}}, "service.deny_status"),
         ({"service": {"deny_status": True}}, "service.deny_status"),
         ({"service": {"failure_mode": "sometimes"}}, "service.failure_mode"),
@@ -127,7 +133,7 @@ def test_a_missing_or_broken_file_is_a_config_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.toml", environ={})
     broken = tmp_path / "broken.toml"
     broken.write_text("[service\n")
-    with pytest.raises(ConfigError, match="invalid TOML"):
+    with pytest.raises(ConfigError, match="is not valid TOML"):
         load_settings(broken, environ={})
 
 

@@ -170,7 +170,7 @@ async def test_check_takes_up_to_16_limits_and_integral_costs(svc: Service) -> N
 
 async def test_check_keys_live_in_their_own_namespace(svc: Service) -> None:
     for key in ("apikey:key_0123456789abcdef", "vendor:v_1", "k"):
-        assert svc.check_hit({"key": key}).key == f"raw:{key}"
+        assert svc.rules.check_hit({"key": key}).key == f"raw:{key}"
 
 
 async def test_auth_allows_then_refuses_with_deny_status_and_the_429_body() -> None:
@@ -233,12 +233,12 @@ async def test_made_up_tokens_never_get_a_quota_of_their_own(svc: Service) -> No
 async def test_raw_key_mode_takes_the_gateways_key_and_api_keys_win(trusting: Service) -> None:
     svc = trusting
     gateway = get("/v1/auth", authorization="Bearer opaque", x_ratelimit_key="ip:10.0.0.1")
-    assert svc.auth_hit(gateway)[0].key == "raw:ip:10.0.0.1"  # the upstream's own token
+    assert svc.rules.auth_hit(gateway)[0].key == "raw:ip:10.0.0.1"  # the upstream's own token
     alone = await svc.handle(get("/v1/auth", authorization="Bearer opaque"))
     assert challenge_of(alone).endswith('error="invalid_token"')
     assert challenge_of(await svc.handle(get("/v1/auth"))) == 'Bearer realm="ratelimiter"'
     api_key = "mk_live_" + "a" * 32
-    keyed, looked_up = svc.auth_hit(
+    keyed, looked_up = svc.rules.auth_hit(
         get("/v1/auth", authorization=f"bearer {api_key}", x_ratelimit_key="ip:10.0.0.1",
             x_ratelimit_plan="growth")  # ignored for API keys: the key's record says
     )  # fmt: skip

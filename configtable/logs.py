@@ -1,4 +1,4 @@
-"""Logging set up once, at the entry point: structlog, one JSON object per line."""
+"""Logging, set up once at a command's entry point: structlog, one JSON object per line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR}  # fmt: skip
 
 
-def configure(level: str = "info", stream: TextIO | None = None) -> None:
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """JSON lines on ``stream`` (stderr: what a command prints on stdout stays clean),
+    with level and UTC timestamp; events below ``level`` cost one comparison."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

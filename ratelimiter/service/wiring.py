@@ -1,0 +1,84 @@
+"""The service on its store and its listeners: what ``ratelimiter serve`` runs.
+
+``open_service`` opens the limiter and the key store on ``redis.url`` (or on the
+embedded Redis of ``redis.data_dir``, started here when no other process runs it);
+``run`` serves ``Service.handle`` through ``httpserve`` until cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from functools import partial
+
+import structlog
+import trio
+
+from httpserve import Limits, serve_listeners
+from ratelimiter.async_limiter import AsyncLimiter
+from ratelimiter.async_redis import AsyncRedisBackend
+from ratelimiter.config import Settings
+from ratelimiter.embedded import embedded_url
+from ratelimiter.keys import KeyStore
+from ratelimiter.policy import Policy
+from ratelimiter.service.routes import Service
+
+log = structlog.get_logger("ratelimiter.service")
+
+SERVER_LIMITS = Limits(max_header_bytes=16 * 1024, max_body_bytes=64 * 1024)
+
+
+@contextlib.asynccontextmanager
+async def open_service(settings: Settings, policy: Policy) -> AsyncIterator[Service]:
+    """The service on its store: ``redis.url``, else the embedded Redis on ``redis.data_dir``
+    (started here when no other process runs it, and stopped on exit)."""
+    if settings.redis_url is None:
+        with contextlib.ExitStack() as stack:
+            url = await trio.to_thread.run_sync(
+                stack.enter_context, embedded_url(None, settings.data_dir)
+            )
+            try:
+                async with open_service(replace(settings, redis_url=url), policy) as service:
+                    yield service
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(stack.close)
+        return
+    timeout_s = settings.service.redis_timeout_s
+    async with AsyncLimiter.from_url(
+        settings.redis_url,
+        plans=policy,
+        prefix=settings.key_prefix,
+        timeout_s=timeout_s / 2,
+    ) as limiter:
+        backend = limiter.backend
+        client = backend.client if isinstance(backend, AsyncRedisBackend) else None
+        keys = None
+        if client is not None:
+            ttl_s = settings.service.key_cache_ttl_s
+            keys = KeyStore(client, prefix=settings.key_prefix, cache_ttl_s=ttl_s,
+                            timeout_s=timeout_s / 2)  # fmt: skip
+        yield Service(settings.service, limiter, keys=keys, redis=client)
+
+
+async def run(
+    settings: Settings,
+    policy: Policy,
+    listeners: list[trio.SocketListener] | None = None,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until cancelled, on ``listeners`` or else ``service.listen``; ``task_status``
+    gets the bound port."""
+    if listeners is None:
+        host, port = settings.service.address
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    async with open_service(settings, policy) as service, trio.open_nursery() as nursery:
+        serving = partial(serve_listeners, service.handle, listeners,
+                          server_name="ratelimiter", limits=SERVER_LIMITS)  # fmt: skip
+        port = await nursery.start(serving)
+        store = {None: "embedded redis", "memory://": "memory"}.get(settings.redis_url, "redis")
+        log.info("ratelimiter.listening", listen=settings.service.listen, port=port,
+                 store=store)  # fmt: skip
+        task_status.started(port)
