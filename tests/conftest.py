@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import coredis
 import pytest
 import redis
 import trio
@@ -54,11 +55,23 @@ def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+AsyncRedis = coredis.Redis[str]
+
+
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """For synchronous tests only: in a trio test a blocking call stalls every task."""
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    """Redis for trio tests, opened in the test's own trio run."""
+    client: AsyncRedis = coredis.Redis.from_url(redis_url, decode_responses=True)
+    async with client:
+        yield client
 
 
 @pytest.fixture
@@ -124,31 +137,48 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Daemon]:
             daemon.stop()
 
 
-async def until(check: Callable[[], object], interval_s: float = 0.02) -> None:
-    """Wait until ``check()`` (or what it awaits to) is truthy: for state in Redis or
-    behind an HTTP endpoint, which has nothing to wait on."""
+_TRUTHY = object()
+
+
+async def until(
+    check: Callable[[], object], interval_s: float = 0.02, *, equals: object = _TRUTHY
+) -> None:
+    """Wait until ``check()`` (or what it awaits to) is truthy, or ``equals`` when given:
+    for state in Redis or behind an HTTP endpoint, which has nothing to wait on."""
     while True:
         result = check()
         if inspect.isawaitable(result):
             result = await result
-        if result:
+        met = bool(result) if equals is _TRUTHY else result == equals
+        if met:
             return
         await trio.sleep(interval_s)
 
 
-def recorded_states(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
-    """Every delivery state recorded in a partition (see webhookd.keyspace)."""
-    keys = PartitionKeys(stream)
+async def entries(client: AsyncRedis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    """A stream's entries as (id, fields), oldest first."""
     return [
-        json.loads(value)
-        for key in client.scan_iter(keys.event("*"))
-        for field, value in client.hgetall(key).items()
-        if "#" not in field
+        (item.identifier, dict(item.field_values or {})) for item in await client.xrange(stream)
     ]
 
 
-def recorded_attempts(client: redis.Redis, stream: str, event_id: str) -> list[dict[str, Any]]:
+async def pending(client: AsyncRedis, stream: str, group: str = "webhookd") -> int:
+    """How many entries of the stream the group has read and not acked."""
+    summary: Any = await client.xpending(stream, group)
+    return int(summary.pending)
+
+
+async def recorded_states(client: AsyncRedis, stream: str) -> list[dict[str, Any]]:
+    """Every delivery state recorded in a partition (see webhookd.keyspace)."""
+    states = []
+    async for key in client.scan_iter(PartitionKeys(stream).event("*")):
+        fields = await client.hgetall(key)
+        states += [json.loads(value) for field, value in fields.items() if "#" not in field]
+    return states
+
+
+async def recorded_attempts(client: AsyncRedis, stream: str, event_id: str) -> list[dict[str, Any]]:
     """Every attempt recorded for an event in a partition, in attempt order."""
-    fields = client.hgetall(PartitionKeys(stream).event(event_id))
+    fields = await client.hgetall(PartitionKeys(stream).event(event_id))
     attempts = [(name, json.loads(value)) for name, value in fields.items() if "#" in name]
     return [attempt for _, attempt in sorted(attempts, key=lambda item: item[1]["attempt"])]

@@ -18,7 +18,7 @@ from webhookd.clock import EpochClock
 from webhookd.errors import StoreError, WebhookdError
 from webhookd.lanes import Lanes
 from webhookd.metrics import DEFERRED, ENDPOINTS_GONE
-from webhookd.model import Delivery, ScheduleRetry, outcome_writes
+from webhookd.model import Delivery, RecordAttempt, ScheduleRetry, Write, outcome_writes
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, Registry
 from webhookd.retry import Gone, RetryAt
@@ -64,7 +64,12 @@ class Pipeline:
         DEFERRED.inc()
         due_s = self._clock.now_s() + DEFER_S
         deferred = dataclasses.replace(delivery, scheduled=True)
-        self._recorder.settled(delivery, [ScheduleRetry(deferred, due_s)])
+        writes: list[Write] = [ScheduleRetry(deferred, due_s)]
+        if delivery.acks is not None:
+            # A first attempt has no record yet: write one, or intake, reclaiming the
+            # entry before its ack lands, would see it untaken and send it a second time.
+            writes.insert(0, RecordAttempt(delivery, "scheduled", None, due_s))
+        self._recorder.settled(delivery, writes)
         self._wakeup.at(due_s)
 
     async def _deliver(self, delivery: Delivery) -> None:

@@ -6,9 +6,8 @@ import time
 from collections.abc import Callable
 
 import httpx
-import redis
 import trio
-from conftest import running_daemon, until
+from conftest import AsyncRedis, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 from webhookd.config import Settings
@@ -79,7 +78,7 @@ async def test_endpoint_crud(make_settings: Callable[..., Settings]) -> None:
 
 
 async def test_event_attempts_replay_and_dead_letters(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(retry={"schedule": [0.2], "jitter": 0})
     receiver.script("/ok", Reply(status=500))
@@ -93,7 +92,7 @@ async def test_event_attempts_replay_and_dead_letters(
         event_id = publisher.publish("order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(10):
             await receiver.wait_for(2, "/ok")
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=1)
         record = (await http.get(f"/v1/events/{event_id}", headers=TOKEN)).json()
         states = {d["state"] for d in record["deliveries"]}
         assert states == {"delivered", "dead"}

@@ -14,7 +14,7 @@ import pytest
 import redis
 import trio
 from click.testing import CliRunner
-from conftest import daemon_config, recorded_states
+from conftest import AsyncRedis, daemon_config, pending, recorded_states
 from webhook_receiver import Receiver, Reply
 
 from processes import write_config
@@ -147,7 +147,7 @@ def test_publish_writes_the_contract_entry(
 
 
 async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
-    config_file: Path, receiver: Receiver, redis_client: redis.Redis, key_prefix: str
+    config_file: Path, receiver: Receiver, aredis: AsyncRedis, key_prefix: str
 ) -> None:
     receiver.default = Reply(stall_s=0.5)
     settings = load_settings(config_file, environ={})
@@ -162,7 +162,7 @@ async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
     try:
         stream = f"{key_prefix}:events"
         for n in range(5):
-            redis_client.xadd(
+            await aredis.xadd(
                 stream, {"type": "order.created", "vendor": "v_1", "data": f'{{"n": {n}}}'}
             )
         with trio.fail_after(20):
@@ -171,8 +171,8 @@ async def test_sigterm_finishes_in_flight_deliveries_then_exits_0(
             assert await process.wait() == 0
     finally:
         process.kill()
-    assert redis_client.xpending(stream, "webhookd")["pending"] == 0
-    states = [state["state"] for state in recorded_states(redis_client, stream)]
+    assert await pending(aredis, stream) == 0
+    states = [state["state"] for state in await recorded_states(aredis, stream)]
     assert states == ["delivered"] * 5
 
 

@@ -10,10 +10,9 @@ import json
 import time
 from collections.abc import Callable
 
-import redis
 import trio
 import trio.testing
-from conftest import running_daemon, until
+from conftest import AsyncRedis, entries, pending, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 import webhookd
@@ -87,7 +86,7 @@ async def test_fan_out_signs_each_delivery_for_its_endpoint(
 async def test_retries_follow_the_schedule_then_dead_letter(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings()
@@ -97,18 +96,18 @@ async def test_retries_follow_the_schedule_then_dead_letter(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(60):
             attempts = await receiver.wait_for(6)
-            await until(lambda: redis_client.xlen(settings.stream.dead))
+            await until(lambda: aredis.xlen(settings.stream.dead))
     gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(attempts)]
     for gap, base in zip(gaps, (1, 2, 4, 8, 16), strict=True):
         assert base <= gap <= base * 1.1 + 0.1, gaps
     assert len({a.headers["x-event-id"] for a in attempts}) == 1
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert dead["event_id"] == event_id
     assert dead["endpoint_id"] == endpoint.id
     assert dead["attempts"] == "6"
     assert dead["last_status"] == "503"
     assert dead["last_error"] == "HTTP 503"
-    assert redis_client.xpending(settings.stream.name, settings.stream.group)["pending"] == 0
+    assert await pending(aredis, settings.stream.name, settings.stream.group) == 0
 
 
 async def test_retry_after_is_honoured_when_longer(
@@ -129,7 +128,7 @@ async def test_retry_after_is_honoured_when_longer(
 async def test_gone_disables_the_endpoint_and_stops_retrying(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings()
@@ -139,35 +138,35 @@ async def test_gone_disables_the_endpoint_and_stops_retrying(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            await until(lambda: redis_client.xlen(settings.stream.dead))
+            await until(lambda: aredis.xlen(settings.stream.dead))
         await trio.sleep(40)  # mock time: the whole retry schedule passes
         stored = await daemon.registry.get(endpoint.id)
         publisher(settings).publish("order.updated", vendor="v_1", data=ORDER)
         await trio.sleep(5)
     assert len(receiver.requests) == 1
     assert not stored.enabled
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert (dead["event_id"], dead["last_status"]) == (event_id, "410")
-    assert redis_client.xpending(settings.stream.name, settings.stream.group)["pending"] == 0
+    assert await pending(aredis, settings.stream.name, settings.stream.group) == 0
 
 
 async def test_malformed_entries_are_dead_lettered_and_acked(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     stream = settings.stream.name
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        redis_client.xadd(stream, {"vendor": "v_1", "data": "{}"})
-        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{nope"})
-        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "[1, 2]"})
-        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1"})
+        await aredis.xadd(stream, {"vendor": "v_1", "data": "{}"})
+        await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{nope"})
+        await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "[1, 2]"})
+        await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1"})
         good = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1)
-            await until(lambda: not redis_client.xpending(stream, settings.stream.group)["pending"])
+            await until(lambda: pending(aredis, stream, settings.stream.group), equals=0)
     assert request.headers["x-event-id"] == good
-    reasons = [fields["reason"] for _, fields in redis_client.xrange(settings.stream.dead)]
+    reasons = [fields["reason"] for _, fields in await entries(aredis, settings.stream.dead)]
     assert reasons[0] == "missing field 'type'"
     assert reasons[1].startswith("data is not valid JSON")
     assert reasons[2] == "data must be a JSON object, got list"
@@ -177,7 +176,7 @@ async def test_malformed_entries_are_dead_lettered_and_acked(
 async def test_a_scheduled_retry_survives_a_restart(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
 ) -> None:
     settings = make_settings(retry={"schedule": [0.5], "jitter": 0})
     keys = PartitionKeys(settings.stream.name)
@@ -187,22 +186,22 @@ async def test_a_scheduled_retry_survives_a_restart(
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            await until(lambda: redis_client.zcard(keys.retry))
+            await until(lambda: aredis.zcard(keys.retry))
         daemon.abort()
     assert len(receiver.requests) == 1
     async with running_daemon(settings):
         with trio.fail_after(10):
             _, second = await receiver.wait_for(2)
-            await until(lambda: not redis_client.zcard(keys.retry))
+            await until(lambda: aredis.zcard(keys.retry), equals=0)
     assert second.headers["x-event-id"] == event_id
-    state = json.loads(redis_client.hget(keys.event(event_id), endpoint.id))
+    state = json.loads(await aredis.hget(keys.event(event_id), endpoint.id))
     assert (state["state"], state["attempts"]) == ("delivered", 2)
 
 
 async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded_ones(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
 ) -> None:
     settings = make_settings(stream={"reclaim_idle": 1.5})
     stream, group = settings.stream.name, settings.stream.group
@@ -212,39 +211,39 @@ async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded
         daemon.stop()
     event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
     # A consumer reads the entry, delivers to one endpoint, records it, and dies.
-    redis_client.xreadgroup(group, "crashed-consumer", {stream: ">"})
+    await aredis.xreadgroup(group, "crashed-consumer", streams={stream: ">"})
     record = json.dumps({"endpoint_id": done.id, "state": "delivered", "attempts": 1})
-    redis_client.hset(PartitionKeys(stream).event(event_id), done.id, record)
+    await aredis.hset(PartitionKeys(stream).event(event_id), {done.id: record})
     async with running_daemon(settings):
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1, "/pending")
-            await until(lambda: not redis_client.xpending(stream, group)["pending"])
+            await until(lambda: pending(aredis, stream, group), equals=0)
     assert request.headers["x-event-id"] == event_id
     assert receiver.to("/done") == []
 
 
 async def test_dead_letters_can_be_redriven(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(retry={"schedule": []})
     receiver.script("/hook", Reply(status=500))
-    redis_client.xadd(settings.stream.dead, {"reason": "missing field 'type'", "entry": "{}"})
+    await aredis.xadd(settings.stream.dead, {"reason": "missing field 'type'", "entry": "{}"})
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 2)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=2)
             assert await redrive(daemon.store, time.time()) == 1
             _, again = await receiver.wait_for(2)
     assert again.headers["x-event-id"] == event_id
     assert json.loads(again.body)["data"] == ORDER
-    [(_, left)] = redis_client.xrange(settings.stream.dead)
+    [(_, left)] = await entries(aredis, settings.stream.dead)
     assert left["reason"] == "missing field 'type'"
 
 
 async def test_a_slow_endpoint_cannot_starve_the_others(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver
 ) -> None:
     settings = make_settings(
         delivery={"endpoint_concurrency": 1, "max_in_flight": 8, "timeout": 5.0},
@@ -266,7 +265,7 @@ async def test_a_slow_endpoint_cannot_starve_the_others(
 
 
 async def test_partitioned_streams_are_all_read(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(stream={"partitions": 3})
     assert settings.redis.url
@@ -284,11 +283,11 @@ async def test_partitioned_streams_are_all_read(
     used = {publisher.stream_for(v) for v in vendors}
     assert len(used) > 1 and used <= {f"{settings.stream.name}:{n}" for n in range(3)}
     for stream in used:
-        assert redis_client.xpending(stream, settings.stream.group)["pending"] == 0
+        assert await pending(aredis, stream, settings.stream.group) == 0
 
 
 async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(stream={"retention": 60.0})
     stream, group = settings.stream.name, settings.stream.group
@@ -298,11 +297,11 @@ async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
             publisher(settings).publish("order.created", vendor="v_1", data={"n": n})
         with trio.fail_after(10):
             await receiver.wait_for(3)
-            await until(lambda: redis_client.xpending(stream, group)["pending"] == 0)
+            await until(lambda: pending(aredis, stream, group), equals=0)
         daemon.stop()
     # A consumer that dies holding an entry, and an entry nobody has read yet.
     pending_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 3})
-    redis_client.xreadgroup(group, "crashed-consumer", {stream: ">"})
+    await aredis.xreadgroup(group, "crashed-consumer", streams={stream: ">"})
     unread_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 4})
     assert settings.redis.url
     async with open_client(settings.redis.url) as client:
@@ -310,12 +309,12 @@ async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
         stream = settings.stream.name
         assert await store.trim(stream, time.time(), 60.0) == 0  # all younger than 60 s
         assert await store.trim(stream, time.time() + 3600, 60.0) == 3
-    left = [f"evt_{entry_id}" for entry_id, _ in redis_client.xrange(stream)]
+    left = [f"evt_{entry_id}" for entry_id, _ in await entries(aredis, stream)]
     assert left == [pending_id, unread_id]
 
 
 async def test_a_410_for_an_endpoint_removed_meanwhile_does_not_stop_the_daemon(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     receiver.script("/gone", Reply(status=410, stall_s=0.3))
@@ -326,9 +325,9 @@ async def test_a_410_for_an_endpoint_removed_meanwhile_does_not_stop_the_daemon(
         with trio.fail_after(10):
             await receiver.wait_for(1, "/gone")
             await daemon.registry.remove(gone.id)  # while the 410 is on its way
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=1)
             later = publisher(settings).publish("order.created", vendor="v_2", data={"n": 2})
             [after] = await receiver.wait_for(1, "/ok")
     assert after.headers["x-event-id"] == later
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert dead["last_status"] == "410"

@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import pytest
-import redis
 import trio
-from conftest import recorded_attempts, running_daemon, until
+from conftest import AsyncRedis, entries, recorded_attempts, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -186,7 +185,7 @@ async def test_connection_failures_name_every_address_tried() -> None:
 
 
 async def test_a_refused_target_fails_the_attempt_with_a_clear_error(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     """Registered while allowed, delivered once the policy forbids it: refused every attempt."""
     lenient = make_settings()
@@ -202,16 +201,16 @@ async def test_a_refused_target_fails_the_attempt_with_a_clear_error(
         publisher = Publisher.from_url(strict.redis.url, stream=strict.stream.name)
         event_id = publisher.publish("order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(GUARD_S):
-            await until(lambda: redis_client.xlen(strict.stream.dead))
+            await until(lambda: aredis.xlen(strict.stream.dead))
     assert receiver.requests == []
-    [(_, dead)] = redis_client.xrange(strict.stream.dead)
+    [(_, dead)] = await entries(aredis, strict.stream.dead)
     assert dead["event_id"] == event_id and dead["endpoint_id"] == endpoint.id
     expected = (
         "refused target localhost: resolves to 127.0.0.1 (loopback); "
         "delivery.allow_private_targets is false"
     )
     assert expected in dead["last_error"]
-    attempts = recorded_attempts(redis_client, strict.stream.name, event_id)
+    attempts = await recorded_attempts(aredis, strict.stream.name, event_id)
     errors = [attempt["error"] for attempt in attempts]
     assert len(errors) == 2 and all(expected in error for error in errors)
 

@@ -13,7 +13,7 @@ import redis
 import trio
 import trustme
 from click.testing import CliRunner
-from conftest import daemon_config, recorded_states, running_daemon, until
+from conftest import AsyncRedis, daemon_config, entries, recorded_states, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.cli import cli
@@ -58,14 +58,14 @@ async def mtls_receiver(nursery: trio.Nursery, ca: trustme.CA) -> AsyncIterator[
     yield server
 
 
-async def publish_and_settle(settings: Settings, redis_client: redis.Redis, count: int) -> None:
+async def publish_and_settle(settings: Settings, aredis: AsyncRedis, count: int) -> None:
     assert settings.redis.url
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
     publisher.publish("order.created", vendor="v_1", data={"n": 1})
     publisher.close()
 
-    def settled() -> bool:
-        states = [s["state"] for s in recorded_states(redis_client, settings.stream.name)]
+    async def settled() -> bool:
+        states = [s["state"] for s in await recorded_states(aredis, settings.stream.name)]
         return len(states) == count and "scheduled" not in states
 
     with trio.fail_after(GUARD_S):
@@ -76,7 +76,7 @@ async def test_mtls_endpoint_presents_its_client_certificate(
     make_settings: Callable[..., Settings],
     mtls_receiver: Receiver,
     client_identity: EndpointTls,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
 ) -> None:
     settings = make_settings(retry={"schedule": [], "jitter": 0})
     without_cert = EndpointTls(ca_cert=client_identity.ca_cert)
@@ -89,11 +89,11 @@ async def test_mtls_endpoint_presents_its_client_certificate(
             "v_1", mtls_receiver.url("/anon"), now_s=now, tls=without_cert
         )
         system_cas = await daemon.registry.add("v_1", mtls_receiver.url("/system"), now_s=now)
-        await publish_and_settle(settings, redis_client, 3)
+        await publish_and_settle(settings, aredis, 3)
     assert len(mtls_receiver.to("/mtls")) == 1
     assert mtls_receiver.to("/anon") == [] and mtls_receiver.to("/system") == []
     dead = {
-        fields["endpoint_id"]: fields for _, fields in redis_client.xrange(settings.stream.dead)
+        fields["endpoint_id"]: fields for _, fields in await entries(aredis, settings.stream.dead)
     }
     assert set(dead) == {anonymous.id, system_cas.id}
     # TLS 1.3: the server refuses a missing client certificate after the client's side of
@@ -104,7 +104,7 @@ async def test_mtls_endpoint_presents_its_client_certificate(
     )
     assert "certificate verify failed" in dead[system_cas.id]["last_error"]
     assert mtls.public()["client_cert"] == client_identity.client_cert
-    stored = redis_client.hget(f"{settings.redis.key_prefix}:endpoints", mtls.id) or ""
+    stored = await aredis.hget(f"{settings.redis.key_prefix}:endpoints", mtls.id) or ""
     assert "PRIVATE KEY" not in stored
 
 
@@ -112,7 +112,7 @@ async def test_tls_settings_can_change_and_take_effect(
     make_settings: Callable[..., Settings],
     mtls_receiver: Receiver,
     client_identity: EndpointTls,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
 ) -> None:
     settings = make_settings(retry={"schedule": [], "jitter": 0})
     async with running_daemon(settings) as daemon:
@@ -122,13 +122,13 @@ async def test_tls_settings_can_change_and_take_effect(
             now_s=time.time(),
             tls=EndpointTls(ca_cert=client_identity.ca_cert),
         )
-        await publish_and_settle(settings, redis_client, 1)
+        await publish_and_settle(settings, aredis, 1)
         assert mtls_receiver.requests == []
         await daemon.registry.update(
             endpoint.id,
             {"client_cert": client_identity.client_cert, "client_key": client_identity.client_key},
         )
-        await publish_and_settle(settings, redis_client, 2)
+        await publish_and_settle(settings, aredis, 2)
     assert len(mtls_receiver.requests) == 1
 
 

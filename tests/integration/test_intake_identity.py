@@ -3,16 +3,18 @@ idempotency keys, a consumer group recreated when Redis comes back without it.""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import coredis
+import coredis.exceptions
 import httpx
-import redis
 import trio
-from conftest import running_daemon, until
+from conftest import AsyncRedis, entries, pending, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -24,22 +26,22 @@ DATA = json.dumps({"order_id": "ord_1"})
 
 
 async def test_entries_with_one_entry_id_in_two_partitions_are_two_events(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(stream={"partitions": 2})
     name = settings.stream.name
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         for partition in (0, 1):  # the same millisecond and sequence in both partitions
-            redis_client.xadd(f"{name}:{partition}", {"type": "order.created", "vendor": "v_1",
-                              "data": DATA}, id="1700000000000-1")  # fmt: skip
+            await aredis.xadd(f"{name}:{partition}", {"type": "order.created", "vendor": "v_1",
+                              "data": DATA}, identifier="1700000000000-1")  # fmt: skip
         with trio.fail_after(10):
             received = await receiver.wait_for(2)
-            await until(lambda: all(redis_client.xpending(f"{name}:{p}", "webhookd")["pending"]
-                                    == 0 for p in (0, 1)))  # fmt: skip
+            for stream in (f"{name}:0", f"{name}:1"):
+                await until(functools.partial(pending, aredis, stream), equals=0)
     ids = sorted(r.headers["x-event-id"] for r in received)
     assert ids == ["evt_p0_1700000000000-1", "evt_p1_1700000000000-1"]
-    assert redis_client.xlen(settings.stream.dead) == 0
+    assert await aredis.xlen(settings.stream.dead) == 0
 
 
 async def test_publisher_returns_the_partitioned_default_id(
@@ -58,7 +60,7 @@ async def test_publisher_returns_the_partitioned_default_id(
 
 
 async def test_an_id_taken_by_the_same_event_is_acked_as_a_duplicate(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     stream = settings.stream.name
@@ -67,33 +69,33 @@ async def test_an_id_taken_by_the_same_event_is_acked_as_a_duplicate(
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         first = {"type": "order.created", "vendor": "v_1", "data": '{"a": 1, "b": 2}', "id": "o-1"}
         again = {**first, "data": '{"b":2,"a":1}'}  # the same data, spelled differently
-        redis_client.xadd(stream, first)
+        await aredis.xadd(stream, first)
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            redis_client.xadd(stream, again)
+            await aredis.xadd(stream, again)
             await until(lambda: EVENTS_DUPLICATE._value.get() == before + 1)
-            await until(lambda: redis_client.xpending(stream, "webhookd")["pending"] == 0)
+            await until(lambda: pending(aredis, stream), equals=0)
             await trio.sleep(0.2)  # a second delivery, had there been one, would be sent now
     assert len(receiver.requests) == 1
     assert receiver.requests[0].headers["x-event-id"] == "o-1"
-    assert redis_client.xlen(settings.stream.dead) == 0
+    assert await aredis.xlen(settings.stream.dead) == 0
 
 
 async def test_an_id_taken_by_a_different_event_is_dead_lettered_with_the_reason(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     stream = settings.stream.name
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        first_id = redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1",
+        first_id = await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1",
                                               "data": DATA, "id": "o-2"})  # fmt: skip
-        redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1",
+        await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1",
                                    "data": '{"order_id": "ord_2"}', "id": "o-2"})  # fmt: skip
         with trio.fail_after(10):
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
-            await until(lambda: redis_client.xpending(stream, "webhookd")["pending"] == 0)
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=1)
+            await until(lambda: pending(aredis, stream), equals=0)
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert dead["event_id"] == "o-2"
     assert f"already taken by entry {first_id}" in dead["reason"]
     assert "different type, vendor or data" in dead["reason"]
@@ -145,8 +147,10 @@ async def test_redis_back_without_the_group_is_recovered_and_readyz_tells(
         server.wait()
 
 
-def _pings(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=0.2).ping())
-    except redis.RedisError:
-        return False
+async def _pings(url: str) -> bool:
+    client: AsyncRedis = coredis.Redis.from_url(url, decode_responses=True, connect_timeout=0.2)
+    async with client:
+        try:
+            return bool(await client.ping())
+        except (coredis.exceptions.RedisError, OSError):
+            return False

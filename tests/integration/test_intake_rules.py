@@ -6,9 +6,8 @@ import json
 import time
 from collections.abc import Callable
 
-import redis
 import trio
-from conftest import running_daemon, until
+from conftest import AsyncRedis, entries, pending, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -16,7 +15,7 @@ from webhookd.publisher import Publisher
 
 
 async def test_oversized_and_unknown_events_are_dead_lettered_with_their_reason(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(
         delivery={"max_payload_bytes": 1024}, events={"unknown": "dead_letter"}
@@ -30,12 +29,12 @@ async def test_oversized_and_unknown_events_are_dead_lettered_with_their_reason(
         publisher.publish("order.created", vendor="v_1", data={"note": "fits"})
         with trio.fail_after(10):
             await receiver.wait_for(1)
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 2)
-    reasons = [fields["reason"] for _, fields in redis_client.xrange(settings.stream.dead)]
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=2)
+    reasons = [fields["reason"] for _, fields in await entries(aredis, settings.stream.dead)]
     assert reasons[0].endswith("over the 1024-byte limit (delivery.max_payload_bytes)")
     assert reasons[1].startswith("unknown event type 'partner.synced'")
     assert [json.loads(r.body)["data"] for r in receiver.requests] == [{"note": "fits"}]
-    assert redis_client.xpending(settings.stream.name, settings.stream.group)["pending"] == 0
+    assert await pending(aredis, settings.stream.name, settings.stream.group) == 0
 
 
 async def test_unknown_types_are_delivered_by_default(

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import redis
 import trio
-from conftest import daemon_config
+from conftest import AsyncRedis, daemon_config
 from webhook_receiver import Receiver, Reply
 
 from processes import running_daemons, webhookd_cli_json, write_config
@@ -22,7 +21,7 @@ SHARED_ENTRY_ID = "1000-1"
 
 
 async def test_one_entry_id_in_two_partitions_makes_two_events(
-    tmp_path: Path, redis_url: str, key_prefix: str, redis_client: redis.Redis, receiver: Receiver
+    tmp_path: Path, redis_url: str, key_prefix: str, aredis: AsyncRedis, receiver: Receiver
 ) -> None:
     config = daemon_config(
         redis_url, key_prefix,
@@ -36,7 +35,7 @@ async def test_one_entry_id_in_two_partitions_makes_two_events(
     for partition in (0, 1):
         fields = {"type": "order.created", "vendor": "v_1", "data": json.dumps({"p": partition})}
         stream = f"{config['stream']['name']}:{partition}"
-        redis_client.xadd(stream, fields, id=SHARED_ENTRY_ID)  # type: ignore[arg-type]
+        await aredis.xadd(stream, fields, identifier=SHARED_ENTRY_ID)
     async with running_daemons(path, tmp_path, 1):
         with trio.move_on_after(10):
             await receiver.wait_for(4)  # two failed attempts, two retries

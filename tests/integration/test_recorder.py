@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import redis
 import trio
-from conftest import until
+from conftest import AsyncRedis, entries, pending, until
 
 from webhookd.config import Settings
 from webhookd.connection import open_client
@@ -27,16 +26,16 @@ def first_attempt(entry: EntryRef, status: int) -> tuple[Delivery, AttemptRecord
 
 
 async def test_a_unit_redis_refuses_is_dead_lettered_and_the_rest_lands(
-    make_settings: Callable[..., Settings], redis_client: redis.Redis
+    make_settings: Callable[..., Settings], aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     stream, group = settings.stream.name, settings.stream.group
-    redis_client.xgroup_create(stream, group, "0", mkstream=True)
-    good_id = redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{}"})
-    bad_id = redis_client.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{}"})
-    redis_client.xreadgroup(group, "c", {stream: ">"})
+    await aredis.xgroup_create(stream, group, "0", mkstream=True)
+    good_id = await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{}"})
+    bad_id = await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{}"})
+    await aredis.xreadgroup(group, "c", streams={stream: ">"})
     keys = PartitionKeys(stream)
-    redis_client.set(keys.retry, "not a sorted set")  # every ZADD to it is refused
+    await aredis.set(keys.retry, "not a sorted set")  # every ZADD to it is refused
     assert settings.redis.url
     readiness = Readiness()
     async with open_client(settings.redis.url) as client, trio.open_nursery() as nursery:
@@ -50,10 +49,10 @@ async def test_a_unit_redis_refuses_is_dead_lettered_and_the_rest_lands(
         recorder.settled(bad, outcome_writes(bad, RetryAt(1_700_000_001.0, 1.0), bad_attempt))
         recorder.settled(good, outcome_writes(good, Delivered(200), good_attempt))
         with trio.fail_after(10):
-            await until(lambda: redis_client.xpending(stream, group)["pending"] == 0)
+            await until(lambda: pending(aredis, stream, group), equals=0)
         recorder.close()
-    assert redis_client.hget(keys.event(good.event.id), "ep_1") is not None
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+    assert await aredis.hget(keys.event(good.event.id), "ep_1") is not None
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert dead["event_id"] == bad.event.id and dead["endpoint_id"] == "ep_1"
     assert dead["reason"].startswith("its outcome could not be recorded: ")
     assert "wrong kind of value" in dead["reason"]

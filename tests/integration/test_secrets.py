@@ -17,7 +17,7 @@ import httpx
 import redis
 import trio
 from click.testing import CliRunner
-from conftest import TEST_SECRETS_KEY, daemon_config, running_daemon, until
+from conftest import TEST_SECRETS_KEY, AsyncRedis, daemon_config, entries, running_daemon, until
 from test_cli import WEBHOOKD, run_cli, write_config
 from webhook_receiver import Receiver, Reply
 
@@ -56,7 +56,7 @@ async def every_secret(settings: Settings, endpoint_ids: list[str]) -> list[str]
 
 
 async def test_secrets_are_sealed_in_redis(
-    make_settings: Callable[..., Settings], redis_client: redis.Redis
+    make_settings: Callable[..., Settings], aredis: AsyncRedis
 ) -> None:
     settings = make_settings()
     async with running_daemon(settings) as daemon:
@@ -64,7 +64,7 @@ async def test_secrets_are_sealed_in_redis(
             "v_1", "http://127.0.0.1:9/hook", now_s=time.time(), signing="ed25519"
         )
         endpoint = await daemon.registry.rotate_secret(endpoint.id, now_s=time.time())
-    stored = redis_client.hget(f"{settings.redis.key_prefix}:endpoints", endpoint.id) or ""
+    stored = await aredis.hget(f"{settings.redis.key_prefix}:endpoints", endpoint.id) or ""
     secrets = await every_secret(settings, [endpoint.id])
     assert len(secrets) > 8
     for value in secrets:
@@ -76,7 +76,7 @@ async def test_secrets_are_sealed_in_redis(
 
 
 async def test_endpoints_under_an_unknown_key_fail_their_attempts_and_are_not_lost(
-    make_settings: Callable[..., Settings], receiver: Receiver, redis_client: redis.Redis
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(retry={"schedule": [], "jitter": 0})
     stranger = make_settings(secrets={"key": NEW_KEY}, retry={"schedule": [], "jitter": 0})
@@ -90,9 +90,9 @@ async def test_endpoints_under_an_unknown_key_fail_their_attempts_and_are_not_lo
             "order.created", vendor="v_1", data={}
         )
         with trio.fail_after(GUARD_S):
-            await until(lambda: redis_client.xlen(stranger.stream.dead))
+            await until(lambda: aredis.xlen(stranger.stream.dead))
     assert receiver.requests == []
-    [(_, dead)] = redis_client.xrange(stranger.stream.dead)
+    [(_, dead)] = await entries(aredis, stranger.stream.dead)
     assert dead["endpoint_id"] == endpoint.id
     assert dead["last_error"].startswith("not sent: secrets sealed under master key mk_")
     assert key_id(base64.b64decode(NEW_KEY)) in dead["last_error"]
@@ -190,7 +190,7 @@ async def test_no_secret_reaches_the_logs_of_a_full_delivery_run(
     redis_url: str,
     key_prefix: str,
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
 ) -> None:
     """Register, deliver, fail, retry, dead-letter and rotate, all at debug level; then grep
     every log line, every metric and every attempt record for every form of every secret."""
@@ -242,12 +242,12 @@ async def test_no_secret_reaches_the_logs_of_a_full_delivery_run(
             )
             await receiver.wait_for(1, "/ok")
             await receiver.wait_for(2, "/flaky")
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 1)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=1)
             await cli_json("endpoint", "rotate-secret", flaky["id"])
             await cli_json("endpoint", "list")
             second = await cli_json("publish", "order.created", "--vendor", "v_1", "--data", "{}")
             await receiver.wait_for(3, "/flaky")
-            await until(lambda: redis_client.xlen(settings.stream.dead) == 2)
+            await until(lambda: aredis.xlen(settings.stream.dead), equals=2)
             [port] = [
                 line["port"]
                 for line in map(json.loads, daemon_log.read_text().splitlines())
