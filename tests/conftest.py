@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import shutil
@@ -24,6 +25,7 @@ from webhookd.connection import open_client
 from webhookd.daemon import Daemon
 from webhookd.embedded import running_redis
 from webhookd.keyspace import PartitionKeys
+from webhookd.publisher import Publisher
 
 # A fixed master key for tests, so no test writes a key file into the working directory.
 TEST_SECRETS_KEY = "dGVzdCBtYXN0ZXIga2V5IG9mIDMyIGJ5dGVzIGxvbmc="
@@ -182,3 +184,8 @@ async def recorded_attempts(client: AsyncRedis, stream: str, event_id: str) -> l
     fields = await client.hgetall(PartitionKeys(stream).event(event_id))
     attempts = [(name, json.loads(value)) for name, value in fields.items() if "#" in name]
     return [attempt for _, attempt in sorted(attempts, key=lambda item: item[1]["attempt"])]
+
+
+async def publish(publisher: Publisher, event_type: str, **fields: Any) -> str:
+    """``Publisher.publish`` (redis-py, blocking) off the trio thread."""
+    return await trio.to_thread.run_sync(functools.partial(publisher.publish, event_type, **fields))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import trio
-from conftest import AsyncRedis, running_daemon, until
+from conftest import AsyncRedis, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 from webhookd.config import Settings
@@ -89,7 +89,7 @@ async def test_event_attempts_replay_and_dead_letters(
         for path in ("/ok", "/dead"):
             await http.post("/v1/endpoints", headers=TOKEN,
                             json={"vendor": "v_1", "url": receiver.url(path)})  # fmt: skip
-        event_id = publisher.publish("order.created", vendor="v_1", data={"n": 1})
+        event_id = await publish(publisher, "order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(10):
             await receiver.wait_for(2, "/ok")
             await until(lambda: aredis.xlen(settings.stream.dead), equals=1)

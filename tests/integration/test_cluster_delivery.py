@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 import trio
-from conftest import daemon_config, until
+from conftest import daemon_config, publish, until
 from webhook_receiver import Receiver, Reply
 
 import webhookd
@@ -114,8 +114,9 @@ def check_event_id(cluster: ClusterSetup, event_id: str, vendor: str) -> str:
 
 
 async def wait_for(check: Callable[[], object]) -> None:
+    """Wait for a check that reads the cluster with redis-py, off the trio thread."""
     with trio.fail_after(DELIVERY_S):
-        await until(check, interval_s=0.05)
+        await until(lambda: trio.to_thread.run_sync(check), interval_s=0.05)
 
 
 async def test_cli_publish_is_delivered_signed(
@@ -126,7 +127,7 @@ async def test_cli_publish_is_delivered_signed(
         cluster.config, "publish", "order.created", "--vendor", "v_1", "--data", json.dumps(ORDER)
     )
     event_id = published.strip()
-    check_event_id(cluster, event_id, "v_1")
+    await trio.to_thread.run_sync(check_event_id, cluster, event_id, "v_1")
     with trio.fail_after(DELIVERY_S):
         [request] = await receiver.wait_for(1)
     payload = verify(request.body, request.headers, endpoint["secret"])
@@ -147,13 +148,16 @@ async def test_publisher_from_url_reaches_every_vendor(
     )
     try:
         ids = {
-            (vendor, n): publisher.publish("order.created", vendor=vendor, data={"n": n})
+            (vendor, n): await publish(publisher, "order.created", vendor=vendor, data={"n": n})
             for vendor in vendors
             for n in range(2)
         }
     finally:
         publisher.close()
-    streams = {key: check_event_id(cluster, event_id, key[0]) for key, event_id in ids.items()}
+    streams = {
+        key: await trio.to_thread.run_sync(check_event_id, cluster, event_id, key[0])
+        for key, event_id in ids.items()
+    }
     for vendor in vendors:  # one vendor's events share a partition, so they keep their order
         assert streams[vendor, 0] == streams[vendor, 1]
     with trio.fail_after(DELIVERY_S):

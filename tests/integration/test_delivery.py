@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import trio
 import trio.testing
-from conftest import AsyncRedis, entries, pending, running_daemon, until
+from conftest import AsyncRedis, entries, pending, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 import webhookd
@@ -53,7 +53,7 @@ async def test_fan_out_signs_each_delivery_for_its_endpoint(
             "v_1", receiver.url("/stock"), "inventory.low_stock", now_s=now
         )
         other = await daemon.registry.add("v_2", receiver.url("/other"), "*", now_s=now)
-        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1, "/every")
             await receiver.wait_for(1, "/orders")
@@ -93,7 +93,7 @@ async def test_retries_follow_the_schedule_then_dead_letter(
     receiver.default = Reply(status=503, body=b"down for maintenance")
     async with running_daemon(settings) as daemon:
         endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(60):
             attempts = await receiver.wait_for(6)
             await until(lambda: aredis.xlen(settings.stream.dead))
@@ -119,7 +119,7 @@ async def test_retry_after_is_honoured_when_longer(
     receiver.script("/hook", Reply(status=429, headers=(("Retry-After", "7"),)))
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(30):
             first, second = await receiver.wait_for(2)
     assert 7 <= second.at - first.at <= 7.1
@@ -135,13 +135,13 @@ async def test_gone_disables_the_endpoint_and_stops_retrying(
     receiver.default = Reply(status=410)
     async with running_daemon(settings) as daemon:
         endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
             await until(lambda: aredis.xlen(settings.stream.dead))
         await trio.sleep(40)  # mock time: the whole retry schedule passes
         stored = await daemon.registry.get(endpoint.id)
-        publisher(settings).publish("order.updated", vendor="v_1", data=ORDER)
+        await publish(publisher(settings), "order.updated", vendor="v_1", data=ORDER)
         await trio.sleep(5)
     assert len(receiver.requests) == 1
     assert not stored.enabled
@@ -161,7 +161,7 @@ async def test_malformed_entries_are_dead_lettered_and_acked(
         await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "{nope"})
         await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1", "data": "[1, 2]"})
         await aredis.xadd(stream, {"type": "order.created", "vendor": "v_1"})
-        good = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        good = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1)
             await until(lambda: pending(aredis, stream, settings.stream.group), equals=0)
@@ -183,7 +183,7 @@ async def test_a_scheduled_retry_survives_a_restart(
     receiver.script("/hook", Reply(status=500))
     async with running_daemon(settings) as daemon:
         endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
             await until(lambda: aredis.zcard(keys.retry))
@@ -209,7 +209,7 @@ async def test_a_dead_consumers_entries_are_reclaimed_without_resending_recorded
         done = await daemon.registry.add("v_1", receiver.url("/done"), now_s=time.time())
         await daemon.registry.add("v_1", receiver.url("/pending"), now_s=time.time())
         daemon.stop()
-    event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+    event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
     # A consumer reads the entry, delivers to one endpoint, records it, and dies.
     await aredis.xreadgroup(group, "crashed-consumer", streams={stream: ">"})
     record = json.dumps({"endpoint_id": done.id, "state": "delivered", "attempts": 1})
@@ -230,7 +230,7 @@ async def test_dead_letters_can_be_redriven(
     await aredis.xadd(settings.stream.dead, {"reason": "missing field 'type'", "entry": "{}"})
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        event_id = publisher(settings).publish("order.created", vendor="v_1", data=ORDER)
+        event_id = await publish(publisher(settings), "order.created", vendor="v_1", data=ORDER)
         with trio.fail_after(10):
             await receiver.wait_for(1)
             await until(lambda: aredis.xlen(settings.stream.dead), equals=2)
@@ -254,8 +254,10 @@ async def test_a_slow_endpoint_cannot_starve_the_others(
         await daemon.registry.add("v_slow", receiver.url("/slow"), now_s=time.time())
         await daemon.registry.add("v_fast", receiver.url("/fast"), now_s=time.time())
         for n in range(20):
-            publisher(settings).publish("order.created", vendor="v_slow", data={"n": n})
-        fast_id = publisher(settings).publish("order.created", vendor="v_fast", data={"n": 0})
+            await publish(publisher(settings), "order.created", vendor="v_slow", data={"n": n})
+        fast_id = await publish(
+            publisher(settings), "order.created", vendor="v_fast", data={"n": 0}
+        )
         with trio.fail_after(3):  # far less than 20 slow deliveries one at a time would take
             [fast] = await receiver.wait_for(1, "/fast")
         assert fast.headers["x-event-id"] == fast_id
@@ -276,7 +278,7 @@ async def test_partitioned_streams_are_all_read(
     async with running_daemon(settings) as daemon:
         for vendor in vendors:
             await daemon.registry.add(vendor, receiver.url(f"/{vendor}"), now_s=time.time())
-        ids = {publisher.publish("order.created", vendor=v, data={"v": v}) for v in vendors}
+        ids = {await publish(publisher, "order.created", vendor=v, data={"v": v}) for v in vendors}
         with trio.fail_after(10):
             received = await receiver.wait_for(len(vendors))
     assert {r.headers["x-event-id"] for r in received} == ids
@@ -294,15 +296,15 @@ async def test_the_stream_is_trimmed_but_never_past_pending_or_unread_entries(
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         for n in range(3):
-            publisher(settings).publish("order.created", vendor="v_1", data={"n": n})
+            await publish(publisher(settings), "order.created", vendor="v_1", data={"n": n})
         with trio.fail_after(10):
             await receiver.wait_for(3)
             await until(lambda: pending(aredis, stream, group), equals=0)
         daemon.stop()
     # A consumer that dies holding an entry, and an entry nobody has read yet.
-    pending_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 3})
+    pending_id = await publish(publisher(settings), "order.created", vendor="v_1", data={"n": 3})
     await aredis.xreadgroup(group, "crashed-consumer", streams={stream: ">"})
-    unread_id = publisher(settings).publish("order.created", vendor="v_1", data={"n": 4})
+    unread_id = await publish(publisher(settings), "order.created", vendor="v_1", data={"n": 4})
     assert settings.redis.url
     async with open_client(settings.redis.url) as client:
         store = Store(client, settings.stream, settings.redis.key_prefix, 60.0)
@@ -321,12 +323,12 @@ async def test_a_410_for_an_endpoint_removed_meanwhile_does_not_stop_the_daemon(
     async with running_daemon(settings) as daemon:
         gone = await daemon.registry.add("v_1", receiver.url("/gone"), now_s=time.time())
         await daemon.registry.add("v_2", receiver.url("/ok"), now_s=time.time())
-        publisher(settings).publish("order.created", vendor="v_1", data={"n": 1})
+        await publish(publisher(settings), "order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(10):
             await receiver.wait_for(1, "/gone")
             await daemon.registry.remove(gone.id)  # while the 410 is on its way
             await until(lambda: aredis.xlen(settings.stream.dead), equals=1)
-            later = publisher(settings).publish("order.created", vendor="v_2", data={"n": 2})
+            later = await publish(publisher(settings), "order.created", vendor="v_2", data={"n": 2})
             [after] = await receiver.wait_for(1, "/ok")
     assert after.headers["x-event-id"] == later
     [(_, dead)] = await entries(aredis, settings.stream.dead)

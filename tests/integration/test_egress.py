@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 import trio
-from conftest import AsyncRedis, entries, recorded_attempts, running_daemon, until
+from conftest import AsyncRedis, entries, publish, recorded_attempts, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -199,7 +199,7 @@ async def test_a_refused_target_fails_the_attempt_with_a_clear_error(
     async with running_daemon(strict):
         assert strict.redis.url
         publisher = Publisher.from_url(strict.redis.url, stream=strict.stream.name)
-        event_id = publisher.publish("order.created", vendor="v_1", data={"n": 1})
+        event_id = await publish(publisher, "order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(GUARD_S):
             await until(lambda: aredis.xlen(strict.stream.dead))
     assert receiver.requests == []
@@ -225,7 +225,7 @@ async def test_a_non_ascii_url_registers_and_its_deliveries_arrive(
         endpoint = await daemon.registry.add("v_1", receiver.url("/in/café"), now_s=time.time())
         assert endpoint.url == receiver.url("/in/caf%C3%A9")
         publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
-        publisher.publish("order.created", vendor="v_1", data={"n": 1})
+        await publish(publisher, "order.created", vendor="v_1", data={"n": 1})
         with trio.fail_after(GUARD_S):
             [request] = await receiver.wait_for(1)
     assert (request.method, request.path) == ("POST", "/in/caf%C3%A9")

@@ -13,7 +13,15 @@ import redis
 import trio
 import trustme
 from click.testing import CliRunner
-from conftest import AsyncRedis, daemon_config, entries, recorded_states, running_daemon, until
+from conftest import (
+    AsyncRedis,
+    daemon_config,
+    entries,
+    publish,
+    recorded_states,
+    running_daemon,
+    until,
+)
 from webhook_receiver import Receiver
 
 from webhookd.cli import cli
@@ -61,7 +69,7 @@ async def mtls_receiver(nursery: trio.Nursery, ca: trustme.CA) -> AsyncIterator[
 async def publish_and_settle(settings: Settings, aredis: AsyncRedis, count: int) -> None:
     assert settings.redis.url
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
-    publisher.publish("order.created", vendor="v_1", data={"n": 1})
+    await publish(publisher, "order.created", vendor="v_1", data={"n": 1})
     publisher.close()
 
     async def settled() -> bool:

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -32,6 +33,8 @@ from processes import (
     webhookd_cli_json,
     write_config,
 )
+
+T = TypeVar("T")
 
 EVENTS = 300
 BURST = 10  # published back to back, so entries of several partitions share a millisecond
@@ -128,17 +131,23 @@ def contract_event_id(entry_id: str, partition: int, partitions: int) -> str:
     return f"evt_{entry_id}" if partitions == 1 else f"evt_p{partition}_{entry_id}"
 
 
+async def off_thread(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A blocking redis-py call, kept off the trio thread."""
+    return await trio.to_thread.run_sync(functools.partial(call, *args, **kwargs))
+
+
 async def xadd_once(client: redis.Redis, stream: str, fields: dict[str, str], n: int) -> str:
     """XADD, again until it lands; a failed XADD may still have landed, so look first."""
     while True:
         try:
-            return str(client.xadd(stream, fields))  # type: ignore[arg-type]
+            return str(await off_thread(client.xadd, stream, fields))
         except (redis.ConnectionError, redis.TimeoutError):
             pass
         while True:
             await trio.sleep(0.05)
             try:
-                for entry_id, found in client.xrevrange(stream, count=BURST * 4):
+                recent = await off_thread(client.xrevrange, stream, count=BURST * 4)
+                for entry_id, found in recent:
                     if json.loads(found.get("data", "{}")).get("n") == n:
                         return str(entry_id)
                 break
@@ -225,11 +234,13 @@ def unsettled(run: Run, client: redis.Redis) -> bool:
 async def settle(run: Run, client: redis.Redis) -> dict[str, int]:
     """Wait (bounded) until every pair is accounted for and no entry is pending."""
     with trio.move_on_after(SETTLE_S):
-        await until(lambda: not unsettled(run, client), interval_s=0.25)
+        await until(lambda: off_thread(lambda: not unsettled(run, client)), interval_s=0.25)
     pending: dict[str, int] = {}
     with trio.move_on_after(5):
         while True:
-            pending = {s: int(client.xpending(s, GROUP)["pending"]) for s in run.streams}
+            pending = await off_thread(
+                lambda: {s: int(client.xpending(s, GROUP)["pending"]) for s in run.streams}
+            )
             if not any(pending.values()):
                 break
             await trio.sleep(0.25)
@@ -309,7 +320,7 @@ async def run_with_faults(
         client = no_retry_client(url)
         try:
             pending = await settle(run, client)
-            problems = report(run, client, pending, logs_of(daemons))
+            problems = await off_thread(report, run, client, pending, logs_of(daemons))
         finally:
             client.close()
     assert not problems, "\n".join(problems)
@@ -351,13 +362,13 @@ async def test_daemons_carry_on_when_redis_restarts_empty(
         async with running_redis_server(tmp_path / "redis", appendonly=False) as server:
             run = await prepare(tmp_path, server.url, key_prefix, partitions, receiver)
             async with running_daemons(run.config, tmp_path, 2) as daemons:
-                before = publish_some(run, server.url, key_prefix, range(6))
+                before = await off_thread(publish_some, run, server.url, key_prefix, range(6))
                 await wait_received(run, before, daemons)
                 await server.kill()
                 await server.start()
                 await webhookd_cli_json(run.config, "endpoint", "add", "--vendor", "v_a",
                                     "--url", receiver.url("/a/all"))  # fmt: skip
-                after = publish_some(run, server.url, key_prefix, range(100, 106))
+                after = await off_thread(publish_some, run, server.url, key_prefix, range(100, 106))
                 await wait_received(run, after, daemons)
 
 

@@ -14,7 +14,7 @@ import coredis
 import coredis.exceptions
 import httpx
 import trio
-from conftest import AsyncRedis, entries, pending, running_daemon, until
+from conftest import AsyncRedis, entries, pending, publish, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -52,7 +52,7 @@ async def test_publisher_returns_the_partitioned_default_id(
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name, partitions=3)
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_9", receiver.url(), now_s=time.time())
-        event_id = publisher.publish("order.created", vendor="v_9", data={"n": 1})
+        event_id = await publish(publisher, "order.created", vendor="v_9", data={"n": 1})
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1)
     assert event_id.startswith(f"evt_p{publisher.partition_for('v_9')}_")
@@ -129,7 +129,7 @@ async def test_redis_back_without_the_group_is_recovered_and_readyz_tells(
             await until(lambda: _pings(url))
             async with running_daemon(settings) as daemon:
                 await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-                publisher.publish("order.created", vendor="v_1", data={"n": 1})
+                await publish(publisher, "order.created", vendor="v_1", data={"n": 1})
                 await receiver.wait_for(1)
                 assert await readyz_is(daemon.admin_port, 200)
                 server.kill()
@@ -139,7 +139,7 @@ async def test_redis_back_without_the_group_is_recovered_and_readyz_tells(
                 await until(lambda: _pings(url))
                 await daemon.registry.add("v_1", receiver.url("/after"), now_s=time.time())
                 await until(lambda: readyz_is(daemon.admin_port, 200))
-                event_id = publisher.publish("order.created", vendor="v_1", data={"n": 2})
+                event_id = await publish(publisher, "order.created", vendor="v_1", data={"n": 2})
                 [request] = await receiver.wait_for(1, "/after")
         assert request.headers["x-event-id"] == event_id
     finally:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import trio
-from conftest import AsyncRedis, entries, pending, running_daemon, until
+from conftest import AsyncRedis, entries, pending, publish, running_daemon, until
 from webhook_receiver import Receiver
 
 from webhookd.config import Settings
@@ -24,9 +24,9 @@ async def test_oversized_and_unknown_events_are_dead_lettered_with_their_reason(
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        publisher.publish("order.created", vendor="v_1", data={"note": "x" * 2000})
-        publisher.publish("partner.synced", vendor="v_1", data={})
-        publisher.publish("order.created", vendor="v_1", data={"note": "fits"})
+        await publish(publisher, "order.created", vendor="v_1", data={"note": "x" * 2000})
+        await publish(publisher, "partner.synced", vendor="v_1", data={})
+        await publish(publisher, "order.created", vendor="v_1", data={"note": "fits"})
         with trio.fail_after(10):
             await receiver.wait_for(1)
             await until(lambda: aredis.xlen(settings.stream.dead), equals=2)
@@ -45,7 +45,7 @@ async def test_unknown_types_are_delivered_by_default(
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        publisher.publish("partner.synced", vendor="v_1", data={})
+        await publish(publisher, "partner.synced", vendor="v_1", data={})
         with trio.fail_after(10):
             [request] = await receiver.wait_for(1)
     assert request.headers["x-event-type"] == "partner.synced"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
-from conftest import running_daemon
+from conftest import publish, running_daemon
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from webhook_receiver import Received, Receiver
 
@@ -64,7 +64,7 @@ def v1a_checks_out(public_key: str, request: Received) -> bool:
 async def deliver(settings: Settings, receiver: Receiver, count: int) -> None:
     assert settings.redis.url
     publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
-    publisher.publish("order.created", vendor="v_1", data={"order_id": f"ord_{count}"})
+    await publish(publisher, "order.created", vendor="v_1", data={"order_id": f"ord_{count}"})
     publisher.close()
     with trio.fail_after(GUARD_S):
         await receiver.wait_for(count, "/hmac")

@@ -17,7 +17,15 @@ import httpx
 import redis
 import trio
 from click.testing import CliRunner
-from conftest import TEST_SECRETS_KEY, AsyncRedis, daemon_config, entries, running_daemon, until
+from conftest import (
+    TEST_SECRETS_KEY,
+    AsyncRedis,
+    daemon_config,
+    entries,
+    publish,
+    running_daemon,
+    until,
+)
 from test_cli import WEBHOOKD, run_cli, write_config
 from webhook_receiver import Receiver, Reply
 
@@ -86,9 +94,8 @@ async def test_endpoints_under_an_unknown_key_fail_their_attempts_and_are_not_lo
         locked = await daemon.registry.get(endpoint.id)
         assert locked.locked and locked.public()["secret"] is None
         assert stranger.redis.url
-        Publisher.from_url(stranger.redis.url, stream=stranger.stream.name).publish(
-            "order.created", vendor="v_1", data={}
-        )
+        stranger_publisher = Publisher.from_url(stranger.redis.url, stream=stranger.stream.name)
+        await publish(stranger_publisher, "order.created", vendor="v_1", data={})
         with trio.fail_after(GUARD_S):
             await until(lambda: aredis.xlen(stranger.stream.dead))
     assert receiver.requests == []
