@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ratelimiter import InvalidLimit, parse_limit
 from webhookd.errors import ConfigError
 
 ENV_PREFIX = "WEBHOOKD_"
@@ -47,6 +48,7 @@ class StreamSettings:
     name: str
     group: str
     dead: str
+    ops: str
     partitions: int
     batch_size: int
     block_s: float
@@ -77,6 +79,7 @@ class DeliverySettings:
     max_payload_bytes: int
     source_address: str | None
     rotation_grace_s: float
+    max_pause_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,22 @@ class RetrySettings:
 
     schedule_s: tuple[float, ...]
     jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSettings:
+    """Per-vendor webhook quotas, off unless a rate or a default plan is set: the quota
+    gate and the ``vendor`` commands get it."""
+
+    vendor_rate: str | None
+    default_plan: str | None
+    plans: Path
+    exceeded: str  # "defer" or "dead_letter"
+    limiter_prefix: str
+
+    @property
+    def enabled(self) -> bool:
+        return self.vendor_rate is not None or self.default_plan is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +150,7 @@ class Settings:
     stream: StreamSettings
     delivery: DeliverySettings
     retry: RetrySettings
+    quotas: QuotaSettings
     admin: AdminSettings
     events: EventsSettings
     secrets: SecretsSettings
@@ -287,6 +307,22 @@ _IP_ADDRESS = Kind("an IP address such as 192.0.2.10 (empty means unset)", _ip_a
 _NON_NEGATIVE = _number("a number >= 0", lambda number: number >= 0)
 _UNKNOWN_EVENTS = ("deliver", "dead_letter")
 _UNKNOWN_EVENT = Kind('"deliver" or "dead_letter"', lambda v: _fit(v, v in _UNKNOWN_EVENTS))
+_EXCEEDED = ("defer", "dead_letter")
+_EXCEEDED_KIND = Kind('"defer" or "dead_letter"', lambda v: _fit(v, v in _EXCEEDED))
+
+
+def _limit_text(value: Any) -> str | None:
+    """A limit expression as the limiter parses it (kept as written), or None."""
+    text: str | None = _OPTIONAL_TEXT.parse(value)
+    if text is not None:
+        try:
+            parse_limit(text)
+        except InvalidLimit:
+            raise ValueError from None
+    return text
+
+
+_LIMIT = Kind('a limit such as "1000/minute" (empty means unset)', _limit_text)
 _LOG_LEVEL = Kind(
     "one of " + ", ".join(_LOG_LEVELS),
     lambda v: _fit(v, isinstance(v, str) and v.lower() in _LOG_LEVELS).lower(),
@@ -309,6 +345,7 @@ KEYS: tuple[Key, ...] = (
     Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
     Key("stream", "group", "group", _TEXT, "webhookd", "consumer group"),
     Key("stream", "dead", "dead", _TEXT, "webhookd:dead", "dead-letter stream"),
+    Key("stream", "ops", "ops", _TEXT, "webhookd:ops", "operational events (quota.exceeded, ...)"),
     Key("stream", "partitions", "partitions", _integer(1), 1,
         "number of streams; above 1 they are <name>:0 .. <name>:<n-1>"),
     Key("stream", "batch_size", "batch_size", _integer(1, 10000), 100,
@@ -341,11 +378,23 @@ KEYS: tuple[Key, ...] = (
         "local address deliveries connect from; unset lets the system choose"),
     Key("delivery", "rotation_grace", "rotation_grace_s", _NON_NEGATIVE, 86400.0,
         "seconds a rotated-out secret keeps signing"),
+    Key("delivery", "max_pause", "max_pause_s", _NON_NEGATIVE, 3600.0,
+        "longest pause a 429 or 503 with Retry-After puts on its endpoint"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
         _number("a number from 0 to 1", lambda number: 0 <= number <= 1), 0.1,
         "up to this fraction of each delay added at random"),
+    Key("quotas", "vendor_rate", "vendor_rate", _LIMIT, None,
+        "webhook attempts per vendor, all endpoints and daemons together; unset: no limit"),
+    Key("quotas", "default_plan", "default_plan", _OPTIONAL_TEXT, None,
+        "plan of a vendor without one, for its webhooks_per_day; unset: no daily quota"),
+    Key("quotas", "plans", "plans", _PATH, Path("config/plans.toml"),
+        "the limiter's plans file (webhooks_per_day per plan)"),
+    Key("quotas", "exceeded", "exceeded", _EXCEEDED_KIND, "defer",
+        "over the daily quota: defer to the next window, or dead_letter"),
+    Key("quotas", "limiter_prefix", "limiter_prefix", _TEXT, "rl",
+        "the limiter's redis.key_prefix: vendors' plans and webhook counters live under it"),
     Key("admin", "listen", "listen", _LISTEN_ADDRESS, "127.0.0.1:8080",
         "address of the admin API, /metrics and /healthz"),
     Key("admin", "token", "token", _OPTIONAL_TEXT, None,
@@ -368,6 +417,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "stream": StreamSettings,
     "delivery": DeliverySettings,
     "retry": RetrySettings,
+    "quotas": QuotaSettings,
     "admin": AdminSettings,
     "events": EventsSettings,
     "secrets": SecretsSettings,
