@@ -129,10 +129,11 @@ class Pipeline:
             for delivery in deliveries:
                 await self.dispatch(delivery)
             return
+        counted = self._quotas is not None
         for delivery, verdict in zip(deliveries, verdicts, strict=True):
             match verdict:
                 case None:
-                    await self.dispatch(delivery)
+                    await self.dispatch(delivery, counted=counted)
                 case Busy():
                     self._busy(delivery)
                 case Defer(due_s=due_s, reason=reason):
@@ -143,13 +144,14 @@ class Pipeline:
                              endpoint_id=delivery.endpoint_id, reason=reason)  # fmt: skip
                     self._recorder.settled(delivery, refusal_writes(delivery, reason))
 
-    async def dispatch(self, delivery: Delivery) -> None:
+    async def dispatch(self, delivery: Delivery, *, counted: bool = False) -> None:
         """Queue a delivery on its endpoint's lane (waiting for room in the process), or,
         when that lane is full, defer it to the retry set so one slow endpoint cannot take
-        every slot."""
+        every slot. One ``counted`` against a quota is queued even then: ``judge`` kept
+        the lane's bound for its batch, and others may have filled it since."""
         await self.lanes.admit()
-        endpoint = self._table.get(delivery.endpoint_id)
-        if not self.lanes.offer(delivery, self._sender.concurrency_of(endpoint)):
+        concurrency = self._sender.concurrency_of(self._table.get(delivery.endpoint_id))
+        if not self.lanes.offer(delivery, concurrency, force=counted):
             self._busy(delivery)
 
     def _busy(self, delivery: Delivery) -> None:

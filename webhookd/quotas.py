@@ -165,7 +165,10 @@ class Quotas:
         )
 
     async def _count(self, quota: VendorQuota, wanted: int) -> tuple[int, Refusal | None]:
-        """(how many of ``wanted`` deliveries were counted, the refusal of the rest)."""
+        """(how many of ``wanted`` deliveries were counted, the refusal of the rest).
+
+        After a partial grant the refusal that led to it is stale (it was for more units,
+        before the grant); a peek of one unit tells exactly when the next one fits."""
         if quota.closed:
             return 0, Refusal(quota.daily, float(DAY_S), 1)
         cost = min(wanted, quota.largest_hit)
@@ -173,9 +176,10 @@ class Quotas:
         while cost > 0:
             decision = await self._limiter.hit(quota.key, *quota.limits, cost=cost)
             if decision.allowed:
-                if cost < wanted and refusal is None:
-                    refusal = Refusal(decision.binding, 0.0, 1)
-                return cost, refusal
+                if cost == wanted:
+                    return cost, None
+                after = await self._limiter.peek(quota.key, *quota.limits)
+                return cost, Refusal(after.binding, after.retry_after, 1)
             refusal = Refusal(decision.binding, decision.retry_after, cost)
             cost = min(decision.remaining, cost - 1)
         return 0, refusal
