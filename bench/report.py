@@ -21,6 +21,7 @@ from redis_cost import RedisCost, Traffic
 TARGET_OF_H11 = 1.0
 TARGET_DAEMON_CPU_US = 80.0
 TARGET_P99_MS = 25.0
+TARGET_QUOTAS_OF_OFF = 0.90  # quotas on may cost at most 10 % of the deliveries/s
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,39 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaRun:
+    """One daemon over plain HTTP without quotas, then with them (never refusing)."""
+
+    off: Sustained
+    on: Sustained
+    clean: bool  # nothing lost, duplicated, left over or deferred in either
+
+    @property
+    def of_off(self) -> float:
+        return self.on.rate / self.off.rate if self.off.rate else 0.0
+
+    def target(self) -> Target:
+        return Target(
+            "http",
+            "1 process, quotas on / off (deliveries/s)",
+            self.of_off,
+            f"{self.of_off:.2f}x",
+            f">= {TARGET_QUOTAS_OF_OFF:.2f}x",
+            self.of_off >= TARGET_QUOTAS_OF_OFF and self.clean,
+        )
+
+
+def print_quota_run(run: QuotaRun) -> None:
+    off, on = run.off, run.on
+    print(
+        f"quota check, 1 process over plain HTTP: {off.rate:,.0f}/s without, "
+        f"{on.rate:,.0f}/s with quotas on ({run.of_off:.2f}x); daemon CPU per delivery "
+        f"{off.cpu_us['daemon']:,.0f} us without, {on.cpu_us['daemon']:,.0f} us with"
+        + ("" if run.clean else "; NOT CLEAN: something was lost, deferred or left over")
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     options: dict[str, Any]
     cpus: int
@@ -91,6 +125,7 @@ class Report:
     load_after: float
     schemes: list[SchemeResults]
     targets: list[Target]
+    quotas: QuotaRun | None = None
 
 
 def scheme_title(scheme: str) -> str:
