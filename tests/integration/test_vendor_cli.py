@@ -88,3 +88,12 @@ def test_endpoint_options_on_add_and_update(config_file: Path) -> None:
     assert (changed["retry_schedule"], changed["concurrency"]) == ([5.0, 10.0], 3)
     shown = json.loads(run_cli(config_file, "endpoint", "show", endpoint["id"]).stdout)
     assert shown == changed
+
+
+def test_a_default_plan_missing_from_the_plans_file_stops_the_daemon(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    data = daemon_config(redis_url, key_prefix, quotas={"default_plan": "platinum"})
+    result = run_cli(write_config(tmp_path / "webhookd.toml", data), "run")
+    assert result.returncode == 2
+    assert "quotas.default_plan: unknown plan 'platinum'" in result.stderr
