@@ -94,7 +94,7 @@ class Quotas:
         self._daily = {name: plan.webhooks_per_day for name, plan in policy.plans.items()}
         self._known: dict[str, tuple[VendorQuota, float]] = {}  # vendor -> quota, read at
         self._horizon: dict[str, float] = {}  # vendor -> end of this process's deferrals
-        self._announced: set[tuple[str, str, int]] = set()
+        self._announced: dict[tuple[str, str], int] = {}  # (vendor, limit) -> window announced
 
     async def judge(self, deliveries: Sequence[Delivery]) -> list[Verdict]:
         """Count ``deliveries`` against their vendors' quotas: None for each that may go
@@ -189,10 +189,9 @@ class Quotas:
         window_s = DAY_S if limit is None else limit.window_s
         index = math.floor(now_s / window_s)
         storage = "closed" if limit is None else limit.storage_id
-        seen = (quota.vendor, storage, index)
-        if seen in self._announced:
+        if self._announced.get((quota.vendor, storage)) == index:
             return
-        self._announced.add(seen)
+        self._announced[quota.vendor, storage] = index
         guard = f"{self._guard_prefix}:{quota.vendor}:{storage}:{index}"
         data = {
             "plan": quota.plan,
