@@ -86,15 +86,25 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class QuotaRun:
-    """One daemon over plain HTTP without quotas, then with them (never refusing)."""
+    """One daemon over plain HTTP without quotas, then with them (never refusing), in
+    alternating rounds; each side is judged by its best round, since what else runs on
+    the machine only ever slows a round down."""
 
-    off: Sustained
-    on: Sustained
-    clean: bool  # nothing lost, duplicated, left over or deferred in either
+    off: list[Sustained]
+    on: list[Sustained]
+    clean: bool  # nothing lost, duplicated, left over or deferred in any round
+
+    @property
+    def off_rate(self) -> float:
+        return max(run.rate for run in self.off)
+
+    @property
+    def on_rate(self) -> float:
+        return max(run.rate for run in self.on)
 
     @property
     def of_off(self) -> float:
-        return self.on.rate / self.off.rate if self.off.rate else 0.0
+        return self.on_rate / self.off_rate if self.off_rate else 0.0
 
     def target(self) -> Target:
         return Target(
@@ -108,13 +118,16 @@ class QuotaRun:
 
 
 def print_quota_run(run: QuotaRun) -> None:
-    off, on = run.off, run.on
+    def rounds(runs: list[Sustained]) -> str:
+        return ", ".join(f"{r.rate:,.0f}/s ({r.cpu_us['daemon']:,.0f} us CPU)" for r in runs)
+
     print(
-        f"quota check, 1 process over plain HTTP: {off.rate:,.0f}/s without, "
-        f"{on.rate:,.0f}/s with quotas on ({run.of_off:.2f}x); daemon CPU per delivery "
-        f"{off.cpu_us['daemon']:,.0f} us without, {on.cpu_us['daemon']:,.0f} us with"
+        f"quota check, 1 process over plain HTTP, best of {len(run.off)} alternating rounds: "
+        f"{run.off_rate:,.0f}/s without, {run.on_rate:,.0f}/s with quotas on ({run.of_off:.2f}x)"
         + ("" if run.clean else "; NOT CLEAN: something was lost, deferred or left over")
     )
+    print(f"  without: {rounds(run.off)}")
+    print(f"  with:    {rounds(run.on)}")
 
 
 @dataclass(frozen=True, slots=True)
