@@ -93,8 +93,9 @@ class Pipeline:
 
     async def judge(self, deliveries: Sequence[Delivery]) -> list[Judged] | None:
         """What each delivery of a batch may do now: go (None), wait, or be dead-lettered;
-        None for the whole batch when nothing limits it. Deliveries whose lane is full are
-        not counted against a quota (they are not attempted now). Raises StoreError."""
+        None for the whole batch when nothing limits it. Deliveries that will not be
+        attempted now (their lane is full, their endpoint gone or disabled) are not counted
+        against a quota. Raises StoreError."""
         table, quotas = self._table, self._quotas
         if quotas is None and not table.paused:
             return None
@@ -108,7 +109,10 @@ class Pipeline:
             if until is not None:
                 verdicts[index] = Defer(until, paused_reason(until))
             elif quotas is not None:
-                room = self._sender.concurrency_of(table.get(endpoint_id)) * LANE_QUEUE_FACTOR
+                endpoint = table.get(endpoint_id)
+                if endpoint is None or not endpoint.enabled:
+                    continue  # not attempted (the sender dead-letters it), so not counted
+                room = self._sender.concurrency_of(endpoint) * LANE_QUEUE_FACTOR
                 ahead = queued.get(endpoint_id, self.lanes.queued(endpoint_id))
                 if ahead >= room:
                     verdicts[index] = BUSY
