@@ -62,12 +62,14 @@ def configure_daemon(
     scheme: str,
     vendors: int,
     endpoint_concurrency: int,
+    extra: str = "",
 ) -> Path:
     """Write a config of its own (stream, keys) and register one endpoint per vendor.
 
     Over HTTPS, ``delivery.require_https`` stays on and each endpoint trusts the test
     CA, as an endpoint with a private CA would. A master key of its own, too: left
     unset, webhookd would create a key file in the data directory and warn about it.
+    ``extra`` is appended to the config (more sections).
     """
     config = workdir / f"{name}.toml"
     config.write_text(
@@ -79,6 +81,7 @@ def configure_daemon(
             endpoint_concurrency=endpoint_concurrency,
             master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
         )
+        + extra
     )
     settings = load_settings(config, environ={})
     tls = endpoint_tls(sink.ca_pem, None, None) if scheme == "https" else None

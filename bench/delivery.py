@@ -11,7 +11,9 @@ and ``webhookd run`` subprocesses. For each of the two schemes, in one run:
   backlog, first receipt to last, with the daemons' CPU per delivery;
 - end-to-end latency, XADD to nginx receipt, with events published at half the
   sustained rate;
-- Redis's cost per delivery (commands, round trips, bytes) in both daemon phases.
+- Redis's cost per delivery (commands, round trips, bytes) in both daemon phases;
+- the quota check's cost: one daemon over plain HTTP drains the same backlog without
+  quotas and then with them on, at limits high enough never to refuse.
 
 Latency needs no clock of its own: the daemon's ``X-Event-ID`` is ``evt_<ms>-<seq>``,
 the ms part being Redis's XADD time, and nginx logs ``$msec`` when the request is
@@ -53,11 +55,13 @@ from redis_cost import RedisCost, RedisMeter, Traffic
 from report import (
     DaemonRun,
     Latency,
+    QuotaRun,
     Report,
     SchemeResults,
     Sustained,
     print_client,
     print_daemon_run,
+    print_quota_run,
     print_redis_table,
     print_table,
     scheme_title,
@@ -69,6 +73,21 @@ from workload import DATA_BYTES, percentile, publish, sample_body, xadd_ms
 
 SCHEMES = ("http", "https")
 PROCESS_COUNTS = (1, 2)
+QUOTA_ROUNDS = 2
+QUOTA_RUNS = tuple(f"quotas-{side}-{i}" for i in range(QUOTA_ROUNDS) for side in ("off", "on"))
+OPS_STREAM = "webhookd:ops"  # the daemons' default: quota.exceeded would land here
+BENCH_PLANS = """\
+[plans.bench]
+limits = ["100000000/day"]
+webhooks_per_day = 100000000
+"""
+QUOTA_CONF = """
+[quotas]
+vendor_rate = "10000000/minute"
+default_plan = "bench"
+plans = "{plans}"
+limiter_prefix = "{name}:rl"
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +238,37 @@ def run_webhookd(rig: Rig, scheme: str, count: int, opts: Options) -> DaemonRun:
     )
 
 
+def run_quota_check(rig: Rig, opts: Options) -> QuotaRun:
+    """The same backlog drained by one daemon without quotas, then by one with them on
+    (every vendor on a plan and a rate that never refuse), in alternating rounds."""
+    plans = rig.workdir / "bench-plans.toml"
+    plans.write_text(BENCH_PLANS)
+    runs: dict[str, Sustained] = {}
+    clean = True
+    for name in QUOTA_RUNS:
+        extra = QUOTA_CONF.format(plans=plans, name=name) if "-on-" in name else ""
+        receipts = Receipts(rig.workdir / f"{name}.log")
+        config = configure_daemon(rig.workdir, name, rig.redis_url, rig.sink, "http",
+                                  opts.vendors, opts.endpoint_concurrency, extra)  # fmt: skip
+        rig.meter.start()
+        backlog = prepare_backlog(rig.client, name, opts.events, opts.vendors)
+        publishing = rig.meter.used() - Traffic({"xgroup|create": 1}, 0, 0)
+        with contextlib.ExitStack() as phase:
+            daemons = run_daemons(phase, config, 1, rig.workdir)
+            wait_until_reading(rig.client, daemons, rig.workdir)
+            roles = {"daemon": [d.pid for d in daemons], "redis-server": [rig.redis_pid],
+                     "nginx": rig.sink.workers}  # fmt: skip
+            runs[name], _ = measure_sustained(rig, name, backlog,
+                                              publishing.times(1 / len(backlog)), receipts,
+                                              roles, opts)  # fmt: skip
+            left = leftovers(rig.client, name)
+        clean = clean and runs[name].delivered == opts.events and not receipts.duplicates
+        clean = clean and not any(left.values())
+    clean = clean and not rig.client.xlen(OPS_STREAM)  # no quota.exceeded: nothing refused
+    return QuotaRun([runs[n] for n in QUOTA_RUNS if "-off-" in n],
+                    [runs[n] for n in QUOTA_RUNS if "-on-" in n], clean)  # fmt: skip
+
+
 def print_header(opts: Options, sink: Sink) -> None:
     print(
         f"webhookd delivery benchmark: {os.cpu_count()} CPUs, shared by nginx (1 worker), "
@@ -249,6 +299,7 @@ def benchmark(opts: Options) -> Report:
         server = stack.enter_context(running_redis(workdir / "redis", persistent=False))
         client = stack.enter_context(redis.Redis.from_url(server.url, decode_responses=True))
         names = [f"{scheme}-{count}" for scheme in SCHEMES for count in PROCESS_COUNTS]
+        names += QUOTA_RUNS
         sink = start_nginx(stack, workdir, [*CLIENTS, *names])
         rig = Rig(workdir, server.url, server.process.pid, client, sink, RedisMeter(client))
         load_before = load_average()
@@ -266,6 +317,9 @@ def benchmark(opts: Options) -> Report:
                 daemons.append(run_webhookd(rig, scheme, count, opts))
                 print_daemon_run(daemons[-1])
             results.append(SchemeResults(scheme, clients, daemons))
+        print()
+        quotas = run_quota_check(rig, opts)
+        print_quota_run(quotas)
         load_after = load_average()
         print(f"\nload average after the run: {load_after:.2f}")
         options = {key: getattr(opts, key) for key in Options.__slots__}
@@ -275,7 +329,8 @@ def benchmark(opts: Options) -> Report:
             load_before,
             load_after,
             results,
-            [target for scheme in results for target in targets(scheme)],
+            [*(target for scheme in results for target in targets(scheme)), quotas.target()],
+            quotas,
         )
         print_table(report)
         print_redis_table(report)

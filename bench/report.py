@@ -21,6 +21,7 @@ from redis_cost import RedisCost, Traffic
 TARGET_OF_H11 = 1.0
 TARGET_DAEMON_CPU_US = 80.0
 TARGET_P99_MS = 25.0
+TARGET_QUOTAS_OF_OFF = 0.90  # quotas on may cost at most 10 % of the deliveries/s
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,52 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaRun:
+    """One daemon over plain HTTP without quotas, then with them (never refusing), in
+    alternating rounds; each side is judged by its best round, since what else runs on
+    the machine only ever slows a round down."""
+
+    off: list[Sustained]
+    on: list[Sustained]
+    clean: bool  # nothing lost, duplicated, left over or deferred in any round
+
+    @property
+    def off_rate(self) -> float:
+        return max(run.rate for run in self.off)
+
+    @property
+    def on_rate(self) -> float:
+        return max(run.rate for run in self.on)
+
+    @property
+    def of_off(self) -> float:
+        return self.on_rate / self.off_rate if self.off_rate else 0.0
+
+    def target(self) -> Target:
+        return Target(
+            "http",
+            "1 process, quotas on / off (deliveries/s)",
+            self.of_off,
+            f"{self.of_off:.2f}x",
+            f">= {TARGET_QUOTAS_OF_OFF:.2f}x",
+            self.of_off >= TARGET_QUOTAS_OF_OFF and self.clean,
+        )
+
+
+def print_quota_run(run: QuotaRun) -> None:
+    def rounds(runs: list[Sustained]) -> str:
+        return ", ".join(f"{r.rate:,.0f}/s ({r.cpu_us['daemon']:,.0f} us CPU)" for r in runs)
+
+    print(
+        f"quota check, 1 process over plain HTTP, best of {len(run.off)} alternating rounds: "
+        f"{run.off_rate:,.0f}/s without, {run.on_rate:,.0f}/s with quotas on ({run.of_off:.2f}x)"
+        + ("" if run.clean else "; NOT CLEAN: something was lost, deferred or left over")
+    )
+    print(f"  without: {rounds(run.off)}")
+    print(f"  with:    {rounds(run.on)}")
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     options: dict[str, Any]
     cpus: int
@@ -91,6 +138,7 @@ class Report:
     load_after: float
     schemes: list[SchemeResults]
     targets: list[Target]
+    quotas: QuotaRun | None = None
 
 
 def scheme_title(scheme: str) -> str:

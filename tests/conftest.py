@@ -91,6 +91,7 @@ def daemon_config(redis_url: str, key_prefix: str, **sections: dict[str, Any]) -
         "stream": {
             "name": f"{key_prefix}:events",
             "dead": f"{key_prefix}:dead",
+            "ops": f"{key_prefix}:ops",
             "block": 0.05,
             "reclaim_idle": 2.0,
         },

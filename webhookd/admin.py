@@ -22,6 +22,7 @@ from webhookd.clock import EpochClock
 from webhookd.errors import EndpointError, EndpointNotFound, StoreError
 from webhookd.health import Readiness
 from webhookd.openapi import OPENAPI
+from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
 from webhookd.redrive import redrive, replay
 from webhookd.registry import Registry, endpoint_tls
 from webhookd.store import Store
@@ -141,7 +142,7 @@ class AdminApi:
             )  # fmt: skip
         endpoint = await self._registry.add(
             vendor, url, events, secret, now_s=self._clock.now_s(), signing=signing,
-            tls=endpoint_tls(*pems),
+            tls=endpoint_tls(*pems), options=delivery_options(body, NO_OPTIONS),
         )  # fmt: skip
         return Response.json(201, endpoint.public())
 
@@ -152,7 +153,8 @@ class AdminApi:
         body = _object(request)
         if isinstance(body, Response):
             return body
-        unknown = set(body) - {"url", "events", "enabled", "ca_cert", "client_cert", "client_key"}
+        unknown = set(body) - {"url", "events", "enabled", "ca_cert", "client_cert", "client_key",
+                               *OPTION_NAMES}  # fmt: skip
         if unknown:
             return Response.error(400, "invalid_request", f"cannot change {sorted(unknown)}")
         endpoint = await self._registry.update(match["id"], body)

@@ -25,6 +25,7 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
+from webhookd.options import NO_OPTIONS, delivery_options
 from webhookd.redrive import redrive
 from webhookd.registry import Registry, endpoint_tls, registry_for
 from webhookd.store import Store
@@ -110,10 +111,15 @@ def config_failure(exc: ConfigError) -> NoReturn:
 
 
 def check_startup(settings: Settings) -> None:
-    """Fail before any work if the event catalog or the master key cannot be used."""
+    """Fail before any work if the event catalog, the master key or the plans file
+    (with quotas on) cannot be used."""
+    from webhookd.quotas import load_plans
+
     try:
         load_catalog(settings.events.catalog)
         open_vault(settings.secrets, settings.redis)
+        if settings.quotas.enabled:
+            load_plans(settings.quotas)
     except ConfigError as exc:
         config_failure(exc)
 
@@ -202,6 +208,46 @@ def read_pem(path: Path | None) -> str | None:
     return None if path is None else path.read_text(encoding="ascii")
 
 
+DEFAULT_WORD = "default"
+
+
+def delivery_option_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The per-endpoint delivery options shared by ``endpoint add`` and ``update``."""
+    flags = [
+        click.option("--retry-schedule", default=None,
+                     help="Seconds before each retry, e.g. 1,2,4,3600 (default: retry.schedule)."),
+        click.option("--timeout", default=None, help="Seconds per attempt (delivery.timeout)."),
+        click.option("--concurrency", default=None,
+                     help="Most requests in flight (delivery.endpoint_concurrency)."),
+        click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+                     help="An extra header sent with every delivery; repeatable."),
+    ]  # fmt: skip
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def option_changes(
+    retry_schedule: str | None, timeout: str | None, concurrency: str | None
+) -> dict[str, Any]:
+    """The options given on the command line, as the admin API names them; the word
+    ``default`` (null) goes back to the global setting."""
+    changes: dict[str, Any] = {}
+    if retry_schedule is not None:
+        changes["retry_schedule"] = None if retry_schedule == DEFAULT_WORD else retry_schedule
+    for name, text in (("timeout", timeout), ("concurrency", concurrency)):
+        if text is None:
+            continue
+        if text == DEFAULT_WORD:
+            changes[name] = None
+            continue
+        try:
+            changes[name] = int(text) if name == "concurrency" else float(text)
+        except ValueError:
+            raise click.BadParameter(f"not a number: {text!r}", param_hint=f"--{name}") from None
+    return changes
+
+
 @endpoint.command("add")
 @click.option("--vendor", required=True)
 @click.option("--url", required=True, help="Where deliveries are POSTed (https://…).")
@@ -231,6 +277,7 @@ def read_pem(path: Path | None) -> str | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="PEM private key of --client-cert (stored encrypted).",
 )
+@delivery_option_flags
 @click.pass_obj
 def endpoint_add(
     settings: Settings,
@@ -242,17 +289,56 @@ def endpoint_add(
     ca_cert: Path | None,
     client_cert: Path | None,
     client_key: Path | None,
+    retry_schedule: str | None,
+    timeout: str | None,
+    concurrency: str | None,
+    headers: tuple[str, ...],
 ) -> None:
     """Register an endpoint and print it (with its secret) as JSON."""
+    changes = option_changes(retry_schedule, timeout, concurrency)
+    if headers:
+        changes["headers"] = list(headers)
     try:
         tls = endpoint_tls(read_pem(ca_cert), read_pem(client_cert), read_pem(client_key))
+        options = delivery_options(changes, NO_OPTIONS)
     except (EndpointError, OSError, UnicodeDecodeError) as exc:
         fail(str(exc))
     found = registry_command(
-        lambda r: r.add(vendor, url, events, secret, now_s=time.time(), signing=signing, tls=tls),
+        lambda r: r.add(vendor, url, events, secret, now_s=time.time(), signing=signing,
+                        tls=tls, options=options),
         settings,
-    )
+    )  # fmt: skip
     echo_json(found.public())
+
+
+@endpoint.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", default=None, help="A new URL.")
+@click.option("--events", default=None, help="New comma-separated types or 'prefix.*'.")
+@delivery_option_flags
+@click.option("--no-headers", is_flag=True, help="Send no extra headers any more.")
+@click.pass_obj
+def endpoint_update(
+    settings: Settings,
+    endpoint_id: str,
+    url: str | None,
+    events: str | None,
+    retry_schedule: str | None,
+    timeout: str | None,
+    concurrency: str | None,
+    headers: tuple[str, ...],
+    no_headers: bool,
+) -> None:
+    """Change an endpoint; an option given as 'default' goes back to the global setting,
+    and --header replaces every extra header."""
+    changes = option_changes(retry_schedule, timeout, concurrency)
+    if url is not None:
+        changes["url"] = url
+    if events is not None:
+        changes["events"] = events
+    if headers or no_headers:
+        changes["headers"] = list(headers)
+    echo_json(registry_command(lambda r: r.update(endpoint_id, changes), settings).public())
 
 
 @endpoint.command("list")
@@ -376,6 +462,11 @@ def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
     count = with_store(settings, lambda store: redrive(store, time.time(), endpoint_id=endpoint_id))
     echo_json({"redriven": count})
 
+
+# registered last: the vendor commands use the helpers above
+from webhookd.vendor_cli import vendor  # noqa: E402
+
+cli.add_command(vendor)
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,7 @@ from configtable.kinds import (
     listen_address,
     number,
 )
+from ratelimiter import InvalidLimit, parse_limit
 from webhookd.errors import ConfigError
 
 ENV_PREFIX = "WEBHOOKD_"
@@ -60,6 +61,7 @@ class StreamSettings:
     name: str
     group: str
     dead: str
+    ops: str
     partitions: int
     batch_size: int
     block_s: float
@@ -90,6 +92,7 @@ class DeliverySettings:
     max_payload_bytes: int
     source_address: str | None
     rotation_grace_s: float
+    max_pause_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,22 @@ class RetrySettings:
 
     schedule_s: tuple[float, ...]
     jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSettings:
+    """Per-vendor webhook quotas, off unless a rate or a default plan is set: the quota
+    gate and the ``vendor`` commands get it."""
+
+    vendor_rate: str | None
+    default_plan: str | None
+    plans: Path
+    exceeded: str  # "defer" or "dead_letter"
+    limiter_prefix: str
+
+    @property
+    def enabled(self) -> bool:
+        return self.vendor_rate is not None or self.default_plan is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +163,7 @@ class Settings:
     stream: StreamSettings
     delivery: DeliverySettings
     retry: RetrySettings
+    quotas: QuotaSettings
     admin: AdminSettings
     events: EventsSettings
     secrets: SecretsSettings
@@ -202,6 +222,21 @@ _MASTER_KEYS = Kind(
 )
 _IP_ADDRESS = Kind("an IP address such as 192.0.2.10 (empty means unset)", _ip_address)
 _UNKNOWN_EVENT = choice('"deliver" or "dead_letter"', "deliver", "dead_letter")
+_EXCEEDED_KIND = choice('"defer" or "dead_letter"', "defer", "dead_letter")
+
+
+def _limit_text(value: Any) -> str | None:
+    """A limit expression as the limiter parses it (kept as written), or None."""
+    text: str | None = OPTIONAL_TEXT.parse(value)
+    if text is not None:
+        try:
+            parse_limit(text)
+        except InvalidLimit:
+            raise ValueError from None
+    return text
+
+
+_LIMIT = Kind('a limit such as "1000/minute" (empty means unset)', _limit_text)
 
 # A stream name is the hash tag of its partition's keys ("{<name>}:retry"), so no braces.
 _STREAM_NAME = Kind(
@@ -220,6 +255,7 @@ KEYS = KeyTable(ENV_PREFIX, [
     Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
     Key("stream", "group", "group", TEXT, "webhookd", "consumer group"),
     Key("stream", "dead", "dead", TEXT, "webhookd:dead", "dead-letter stream"),
+    Key("stream", "ops", "ops", TEXT, "webhookd:ops", "operational events (quota.exceeded, ...)"),
     Key("stream", "partitions", "partitions", integer(1), 1,
         "number of streams; above 1 they are <name>:0 .. <name>:<n-1>"),
     Key("stream", "batch_size", "batch_size", integer(1, 10000), 100,
@@ -252,11 +288,23 @@ KEYS = KeyTable(ENV_PREFIX, [
         "local address deliveries connect from; unset lets the system choose"),
     Key("delivery", "rotation_grace", "rotation_grace_s", NON_NEGATIVE, 86400.0,
         "seconds a rotated-out secret keeps signing"),
+    Key("delivery", "max_pause", "max_pause_s", NON_NEGATIVE, 3600.0,
+        "longest pause a 429 or 503 with Retry-After puts on its endpoint"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
         number("a number from 0 to 1", lambda number: 0 <= number <= 1), 0.1,
         "up to this fraction of each delay added at random"),
+    Key("quotas", "vendor_rate", "vendor_rate", _LIMIT, None,
+        "webhook attempts per vendor, all endpoints and daemons together; unset: no limit"),
+    Key("quotas", "default_plan", "default_plan", OPTIONAL_TEXT, None,
+        "plan of a vendor without one, for its webhooks_per_day; unset: no daily quota"),
+    Key("quotas", "plans", "plans", PATH, Path("config/plans.toml"),
+        "the limiter's plans file (webhooks_per_day per plan)"),
+    Key("quotas", "exceeded", "exceeded", _EXCEEDED_KIND, "defer",
+        "over the daily quota: defer to the next window, or dead_letter"),
+    Key("quotas", "limiter_prefix", "limiter_prefix", TEXT, "rl",
+        "the limiter's redis.key_prefix: vendors' plans and webhook counters live under it"),
     Key("admin", "listen", "listen", _LISTEN_ADDRESS, "127.0.0.1:8080",
         "address of the admin API, /metrics and /healthz"),
     Key("admin", "token", "token", OPTIONAL_TEXT, None,
@@ -279,6 +327,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "stream": StreamSettings,
     "delivery": DeliverySettings,
     "retry": RetrySettings,
+    "quotas": QuotaSettings,
     "admin": AdminSettings,
     "events": EventsSettings,
     "secrets": SecretsSettings,

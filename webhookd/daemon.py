@@ -23,6 +23,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from functools import partial
 
 import structlog
@@ -40,9 +41,10 @@ from webhookd.health import Readiness
 from webhookd.intake import Intake
 from webhookd.metrics import IN_FLIGHT
 from webhookd.pipeline import Pipeline
+from webhookd.quotas import Quotas, load_plans
 from webhookd.recorder import Recorder
 from webhookd.registry import EndpointTable, registry_for
-from webhookd.retry import RetryPolicy
+from webhookd.retry import RETRY_AFTER_CAP_S, RetryPolicy
 from webhookd.scheduler import Scheduler, Wakeup
 from webhookd.sender import Sender
 from webhookd.store import Store
@@ -75,11 +77,16 @@ class Daemon:
         self.store = Store(
             client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
         )
-        self.registry = registry_for(client, settings)
+        self._clock: EpochClock | None = None
+        self.registry = registry_for(client, settings, clock=self._now)
         self.readiness = Readiness()
         self._intake_scope = trio.CancelScope()
         self._everything = trio.CancelScope()
         self.admin_port = 0
+
+    def _now(self) -> float:
+        """Epoch seconds on the daemon's clock once it runs (a test's mock clock drives it)."""
+        return time.time() if self._clock is None else self._clock.now_s()
 
     def stop(self) -> None:
         """Stop taking work; in-flight deliveries finish within the shutdown grace."""
@@ -92,7 +99,12 @@ class Daemon:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Raises StoreError when Redis cannot be reached at start."""
         settings = self._settings
-        clock = EpochClock()
+        clock = self._clock = EpochClock()
+        quotas = None
+        if settings.quotas.enabled:
+            quotas = Quotas(self._client, settings.quotas, clock=clock,
+                            ops_stream=settings.stream.ops, key_prefix=settings.redis.key_prefix,
+                            policy=load_plans(settings.quotas))  # fmt: skip
         for stream in self.store.streams:
             await self.store.ensure_group(stream)
         table = EndpointTable(self.registry)
@@ -101,7 +113,11 @@ class Daemon:
         delivery = settings.delivery
         sender = Sender(
             transport=self._transport,
-            policy=RetryPolicy(settings.retry.schedule_s, settings.retry.jitter),
+            policy=RetryPolicy(
+                settings.retry.schedule_s,
+                settings.retry.jitter,
+                retry_after_cap_s=delivery.max_pause_s or RETRY_AFTER_CAP_S,
+            ),
             clock=clock,
             rng=self._rng,
             timeout_s=delivery.timeout_s,
@@ -110,16 +126,17 @@ class Daemon:
         wakeup = Wakeup()
         pipeline = Pipeline(sender=sender, recorder=recorder, registry=self.registry,
                             table=table, clock=clock, wakeup=wakeup,
-                            max_in_flight=delivery.max_in_flight,
-                            concurrency=delivery.endpoint_concurrency)  # fmt: skip
+                            max_in_flight=delivery.max_in_flight, quotas=quotas,
+                            max_pause_s=delivery.max_pause_s)  # fmt: skip
         IN_FLIGHT.set_function(lambda: pipeline.lanes.active)
         scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=self.readiness,
                               lease_s=delivery.timeout_s * 2 + 30, table=table,
-                              room=lambda: pipeline.lanes.room, take=pipeline.dispatch,
-                              write=recorder.write)  # fmt: skip
+                              room=lambda: pipeline.lanes.room, judge=pipeline.judge,
+                              take=pipeline.dispatch_all, write=recorder.write)  # fmt: skip
         intake = Intake(self.store, settings.stream, consumer=self.consumer, table=table,
                         recorder=recorder, rules=event_rules(settings), clock=clock,
-                        readiness=self.readiness, dispatch=pipeline.dispatch)  # fmt: skip
+                        readiness=self.readiness, judge=pipeline.judge,
+                        dispatch=pipeline.dispatch_all)  # fmt: skip
         admin = AdminApi(token=settings.admin.token, registry=self.registry, store=self.store,
                          readiness=self.readiness, clock=clock)  # fmt: skip
         log.info("daemon.started", consumer=self.consumer, streams=self.store.streams,

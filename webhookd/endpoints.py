@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from webhookd.addresses import refusal
 from webhookd.errors import EndpointError, SecretsError
+from webhookd.events import format_timestamp
+from webhookd.options import NO_OPTIONS, DeliveryOptions
 from webhookd.signing import public_key, secret_key, signer
 from webhookd.urls import EndpointUrl
 
@@ -74,6 +76,8 @@ class Endpoint:
     signing_key: str | None = field(default=None, repr=False)  # whsk_: also signs v1a
     tls: EndpointTls | None = None
     locked: str | None = None  # why its sealed secrets could not be opened here
+    options: DeliveryOptions = NO_OPTIONS
+    paused_until: float | None = None  # a 429/503 asked to wait (kept beside the record)
     _keys: tuple[tuple[bytes, float], ...] = field(
         default=(), init=False, compare=False, repr=False
     )
@@ -112,6 +116,10 @@ class Endpoint:
         """The endpoint as shown to operators: the current secret, never retired ones."""
         shown = self._record()
         shown["secret"] = None if self.locked else self.secret
+        shown["headers"] = dict(self.options.headers)
+        shown["paused_until"] = (
+            None if self.paused_until is None else format_timestamp(self.paused_until)
+        )
         if self.locked:
             shown["locked"] = self.locked
         return shown
@@ -131,6 +139,7 @@ class Endpoint:
             "public_key": self.public_key,
             "ca_cert": tls.ca_cert,
             "client_cert": tls.client_cert,
+            **self.options.shown(),
         }
 
     def to_json(self, sealer: Sealer) -> str:
@@ -142,6 +151,7 @@ class Endpoint:
             "retired": [[old.secret, old.expires_s, old.signing_key] for old in self.retired],
             "signing_key": self.signing_key,
             "client_key": self.tls.client_key if self.tls else None,
+            "headers": [list(pair) for pair in self.options.headers],
         }
         stored = self._record()
         stored.pop("public_key")
@@ -163,6 +173,13 @@ class Endpoint:
                 secrets = json.loads(sealer.open(raw["sealed"], _sealing_context(raw["id"])))
             except SecretsError as exc:
                 locked, secrets = str(exc), {"secret": ""}
+        options = DeliveryOptions(
+            retry_schedule=None if raw.get("retry_schedule") is None
+            else tuple(float(d) for d in raw["retry_schedule"]),
+            timeout_s=raw.get("timeout"),
+            concurrency=raw.get("concurrency"),
+            headers=tuple((str(n), str(v)) for n, v in secrets.get("headers") or ()),
+        )  # fmt: skip
         tls = None
         if raw.get("ca_cert") or raw.get("client_cert"):
             tls = EndpointTls(raw.get("ca_cert"), raw.get("client_cert"), secrets.get("client_key"))
@@ -182,6 +199,7 @@ class Endpoint:
             signing_key=secrets.get("signing_key"),
             tls=tls,
             locked=locked,
+            options=options,
         )
 
     def disabled(self, reason: str) -> Endpoint:

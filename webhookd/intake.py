@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 import trio
@@ -66,7 +67,8 @@ class Intake:
         rules: EventRules,
         clock: EpochClock,
         readiness: Readiness,
-        dispatch: Callable[[Delivery], Awaitable[None]],
+        judge: Callable[[Sequence[Delivery]], Awaitable[Any]],
+        dispatch: Callable[[Sequence[Delivery], Any], Awaitable[None]],
     ) -> None:
         self._store = store
         self._settings = settings
@@ -76,6 +78,7 @@ class Intake:
         self._rules = rules
         self._clock = clock
         self._readiness = readiness
+        self._judge = judge
         self._dispatch = dispatch
         self._partition = {
             stream: (None if settings.partitions == 1 else index)
@@ -173,13 +176,20 @@ class Intake:
             recorded = await self._store.recorded(
                 events[0][0].stream, [event.id for _, event, _ in events]
             )
+        fanned: list[tuple[EntryRef, int]] = []
+        deliveries: list[Delivery] = []
         for ref, event, _ in events:
             done = recorded.get(event.id, set())
             targets = [e for e in self._table.for_event(event.vendor, event.type)
                        if e.id not in done]  # fmt: skip
-            self._recorder.expect(ref, len(targets))
-            for endpoint in targets:
-                await self._dispatch(Delivery(event, endpoint.id, ref, acks=ref))
+            fanned.append((ref, len(targets)))
+            deliveries += [Delivery(event, endpoint.id, ref, acks=ref) for endpoint in targets]
+        # judged before any entry counts as taken: should it fail, the entries stay
+        # pending in the group and are read again, never half taken here
+        verdicts = await self._judge(deliveries)
+        for ref, count in fanned:
+            self._recorder.expect(ref, count)
+        await self._dispatch(deliveries, verdicts)
 
     async def _claimed(
         self, events: list[tuple[EntryRef, Event, Entry]]

@@ -9,6 +9,9 @@ call touches one slot. ``S`` is a partition's stream (``stream.name``, or
     {S}:retry                 ZSET member -> due ms: scheduled retries, leased when claimed
     {S}:retry:payload         HASH member -> delivery JSON
     {S}:event:<event id>      HASH endpoint id -> state JSON, "<endpoint id>#<n>" -> attempt n
+    {S}:deferred:<vendor>     SET retry members of the vendor that wait deferred (a quota,
+                              a paused endpoint); counted with ZINTERCARD against the retry
+                              set, so a member left behind by a crash is never counted
 
 Keys outside any partition, each used by plain commands only (never inside a script):
 ``stream.dead`` (dead letters), ``<prefix>:eventid:<id>`` (who took an event id, spread
@@ -23,9 +26,9 @@ from dataclasses import dataclass
 
 from webhookd import fastjson
 from webhookd.events import format_timestamp
-from webhookd.model import AckEntry, ClearRetry, RecordAttempt, ScheduleRetry
+from webhookd.model import AckEntry, ClearRetry, MarkDeferred, RecordAttempt, ScheduleRetry
 
-PartitionWrite = RecordAttempt | ScheduleRetry | ClearRetry | AckEntry
+PartitionWrite = RecordAttempt | ScheduleRetry | MarkDeferred | ClearRetry | AckEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,9 @@ class PartitionKeys:
     def event(self, event_id: str) -> str:
         return f"{self.tag}:event:{event_id}"
 
+    def deferred(self, vendor: str) -> str:
+        return f"{self.tag}:deferred:{vendor}"
+
 
 def event_id_key(prefix: str, event_id: str) -> str:
     return f"{prefix}:eventid:{event_id}"
@@ -61,26 +67,33 @@ def encode_record(
 ) -> tuple[list[str], list[str | int]]:
     """KEYS and the op arguments of one ``record.lua`` call for one partition's writes.
 
-    KEYS are the stream, the retry set, the payload hash, then each event record touched;
-    the ops refer to event records by their position in KEYS. Ops follow each other as
-    plain arguments (no JSON around them: neither side pays for a second encoding)::
+    KEYS are the stream, the retry set, the payload hash, then each event record and
+    deferred set touched; the ops refer to those by their position in KEYS. Ops follow
+    each other as plain arguments (no JSON around them: neither side pays for a second
+    encoding)::
 
         a <key index> <endpoint id> <state json> <attempt field or ""> <attempt json or "">
         s <member> <due ms> <payload json>
+        d <key index> <member>          (deferred: SADD)
+        u <key index> <member>          (no longer deferred: SREM)
         c <member>
         k <entry id>
     """
     names = [keys.stream, keys.retry, keys.payloads]
     index: dict[str, int] = {}
     ops: list[str | int] = []
+
+    def position_of(key: str) -> int:
+        position = index.get(key)
+        if position is None:
+            names.append(key)
+            position = index[key] = len(names)
+        return position
+
     for write in writes:
         match write:
             case RecordAttempt(delivery=delivery, attempt=attempt):
-                key = keys.event(delivery.event.id)
-                position = index.get(key)
-                if position is None:
-                    names.append(key)
-                    position = index[key] = len(names)
+                position = position_of(keys.event(delivery.event.id))
                 field, attempt_json = "", ""
                 if attempt is not None:
                     field = attempt_field(delivery.endpoint_id, attempt.number)
@@ -88,6 +101,9 @@ def encode_record(
                 ops += ["a", position, delivery.endpoint_id, state_json(write), field, attempt_json]
             case ScheduleRetry(delivery=delivery, due_s=due_s):
                 ops += ["s", delivery.member, math.ceil(due_s * 1000), delivery.to_payload()]
+            case MarkDeferred(delivery=delivery, deferred=deferred):
+                position = position_of(keys.deferred(delivery.event.vendor))
+                ops += ["d" if deferred else "u", position, delivery.member]
             case ClearRetry(member=member):
                 ops += ["c", member]
             case AckEntry(entry=entry):
@@ -109,4 +125,6 @@ def state_json(write: RecordAttempt) -> str:
     }
     if write.next_attempt_s is not None:
         state["next_attempt_at"] = format_timestamp(write.next_attempt_s)
+    if write.reason is not None:
+        state["reason"] = write.reason
     return fastjson.dumps_text(state)

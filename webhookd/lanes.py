@@ -68,13 +68,14 @@ class Lanes:
         except trio.WouldBlock:
             await self._slots.acquire()
 
-    def offer(self, delivery: Delivery, concurrency: int) -> bool:
+    def offer(self, delivery: Delivery, concurrency: int, *, force: bool = False) -> bool:
         """Queue an admitted delivery on its endpoint's lane; False (and the slot given
-        back) when the lane is full."""
+        back) when the lane is full, unless ``force`` (it was already counted against a
+        quota, and must be attempted now)."""
         lane = self._lanes.get(delivery.endpoint_id)
         if lane is None:
             lane = self._lanes[delivery.endpoint_id] = _Lane()
-        if lane.pending >= concurrency * self._queue_factor:
+        if not force and lane.pending >= concurrency * self._queue_factor:
             self._slots.release()
             return False
         lane.queue.append(delivery)

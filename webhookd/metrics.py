@@ -41,3 +41,16 @@ RECORD_POISONED = Counter(
     "webhookd_record_units_dead_lettered_total",
     "Delivery outcomes Redis kept refusing, dead-lettered with the reason",
 )
+QUOTA_EXCEEDED = Counter(
+    "webhookd_quota_exceeded_total",
+    "Vendors over a webhook quota, once per vendor and window across all daemons",
+    ["quota"],
+)
+QUOTA_DEFERRED = Counter(
+    "webhookd_deliveries_quota_deferred_total",
+    "Deliveries that waited without an attempt: over a quota, or their endpoint paused",
+    ["reason"],
+)
+ENDPOINTS_PAUSED = Counter(
+    "webhookd_endpoints_paused_total", "Endpoints paused by a 429 or 503 with Retry-After"
+)

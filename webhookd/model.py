@@ -43,6 +43,7 @@ class Delivery:
     attempts_made: int = 0
     acks: EntryRef | None = None  # a first attempt: the entry to ack once all its deliveries settle
     scheduled: bool = False  # it sits in the retry set and must be cleared from it when settled
+    deferred: bool = False  # it waits without an attempt (a quota, a paused endpoint)
 
     @property
     def member(self) -> str:
@@ -55,23 +56,24 @@ class Delivery:
 
     def attempted(self) -> Delivery:
         """The same delivery once one more attempt has been made."""
-        return replace(self, attempts_made=self.attempts_made + 1)
+        return replace(self, attempts_made=self.attempts_made + 1, deferred=False)
 
     def to_payload(self) -> str:
         """The delivery at rest in the retry set (its event's body kept as text)."""
         event = self.event
-        return fastjson.dumps_text(
-            {
-                "id": event.id,
-                "type": event.type,
-                "vendor": event.vendor,
-                "timestamp": event.timestamp,
-                "body": event.body.decode(),
-                "endpoint_id": self.endpoint_id,
-                "attempts": self.attempts_made,
-                "origin": [self.origin.stream, self.origin.entry_id],
-            }
-        )
+        payload: dict[str, object] = {
+            "id": event.id,
+            "type": event.type,
+            "vendor": event.vendor,
+            "timestamp": event.timestamp,
+            "body": event.body.decode(),
+            "endpoint_id": self.endpoint_id,
+            "attempts": self.attempts_made,
+            "origin": [self.origin.stream, self.origin.entry_id],
+        }
+        if self.deferred:
+            payload["deferred"] = True
+        return fastjson.dumps_text(payload)
 
     @classmethod
     def from_payload(cls, payload: str | bytes, stream: str) -> Delivery:
@@ -85,6 +87,7 @@ class Delivery:
             origin=EntryRef(str(origin[0]), str(origin[1])),
             attempts_made=int(raw["attempts"]),
             scheduled=True,
+            deferred=raw.get("deferred") is True,
         )
 
 
@@ -124,15 +127,24 @@ class RecordAttempt:
     """The delivery's state after an attempt, and the attempt itself, in the event's record."""
 
     delivery: Delivery
-    state: str  # delivered | scheduled | dead | gone | duplicate
+    state: str  # delivered | scheduled | deferred | dead | gone | duplicate
     attempt: AttemptRecord | None
     next_attempt_s: float | None = None
+    reason: str | None = None  # why it was deferred or dead-lettered without an attempt
 
 
 @dataclass(frozen=True, slots=True)
 class ScheduleRetry:
     delivery: Delivery  # attempts_made already counts the attempt just made
     due_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class MarkDeferred:
+    """Count the delivery among its vendor's deferred ones (``vendor show``), or stop."""
+
+    delivery: Delivery
+    deferred: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +168,15 @@ class AckEntry:
     entry: EntryRef
 
 
-Write = RecordAttempt | ScheduleRetry | ClearRetry | AddDeadLetter | RemoveDeadLetter | AckEntry
+Write = (
+    RecordAttempt
+    | ScheduleRetry
+    | MarkDeferred
+    | ClearRetry
+    | AddDeadLetter
+    | RemoveDeadLetter
+    | AckEntry
+)
 
 
 def state_name(outcome: Outcome) -> str:
@@ -177,14 +197,43 @@ def outcome_writes(delivery: Delivery, outcome: Outcome, attempt: AttemptRecord)
     writes: list[Write] = [RecordAttempt(delivery, state_name(outcome), attempt, due_s)]
     match outcome:
         case RetryAt(due_s=due_s):
-            return [*writes, ScheduleRetry(delivery.attempted(), due_s)]
+            return settled_writes(delivery, [*writes, ScheduleRetry(delivery.attempted(), due_s)])
         case DeadLetter(reason=reason):
             writes.append(dead_letter(delivery, attempt, reason))
         case Gone():
             writes.append(dead_letter(delivery, attempt, GONE_REASON))
     if delivery.scheduled:
         writes.append(ClearRetry(delivery.stream, delivery.member))
+    return settled_writes(delivery, writes)
+
+
+def settled_writes(delivery: Delivery, writes: list[Write]) -> list[Write]:
+    """``writes`` plus, for a delivery that waited deferred, the end of that wait."""
+    if delivery.deferred:
+        writes.append(MarkDeferred(delivery, False))
     return writes
+
+
+def deferral_writes(delivery: Delivery, due_s: float, reason: str) -> list[Write]:
+    """The delivery waits in the retry set until ``due_s`` without using an attempt, and
+    its record says so and why."""
+    waiting = replace(delivery, scheduled=True, deferred=True)
+    return [
+        RecordAttempt(delivery, "deferred", None, due_s, reason),
+        ScheduleRetry(waiting, due_s),
+        MarkDeferred(waiting, True),
+    ]
+
+
+def refusal_writes(delivery: Delivery, reason: str) -> list[Write]:
+    """Dead-lettered untried (over the daily quota, when so configured)."""
+    writes: list[Write] = [
+        RecordAttempt(delivery, "dead", None, reason=reason),
+        dead_letter(delivery, None, reason),
+    ]
+    if delivery.scheduled:
+        writes.append(ClearRetry(delivery.stream, delivery.member))
+    return settled_writes(delivery, writes)
 
 
 def dead_letter(delivery: Delivery, attempt: AttemptRecord | None, reason: str) -> AddDeadLetter:

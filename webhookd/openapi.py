@@ -6,6 +6,34 @@ from typing import Any
 
 from webhookd import __version__
 
+_OPTIONS: dict[str, Any] = {
+    "retry_schedule": {
+        "type": ["array", "null"],
+        "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
+        "maxItems": 50,
+        "description": "seconds before each retry; null: retry.schedule",
+    },
+    "timeout": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "maximum": 300,
+        "description": "seconds per attempt; null: delivery.timeout",
+    },
+    "concurrency": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "maximum": 1024,
+        "description": "most requests in flight; null: delivery.endpoint_concurrency",
+    },
+    "headers": {
+        "type": ["object", "null"],
+        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "maxProperties": 20,
+        "description": "extra headers sent with every delivery; hop-by-hop, framing and "
+        "signature headers (X-Signature, X-Timestamp, X-Event-*, webhook-*, Content-Type, "
+        "User-Agent, Host) are refused",
+    },
+}
 _ENDPOINT = {
     "type": "object",
     "properties": {
@@ -27,6 +55,12 @@ _ENDPOINT = {
         "locked": {
             "type": "string",
             "description": "present when this process's master key cannot open the secrets",
+        },
+        **_OPTIONS,
+        "paused_until": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "a 429 or 503 with Retry-After paused deliveries until then",
         },
     },
     "required": ["id", "vendor", "url", "events", "enabled", "secret", "signing"],
@@ -68,6 +102,7 @@ _BODY = {
                     "ca_cert": {"type": "string"},
                     "client_cert": {"type": "string"},
                     "client_key": {"type": "string", "description": "stored encrypted"},
+                    **_OPTIONS,
                 },
             }
         }
@@ -89,7 +124,11 @@ OPENAPI: dict[str, Any] = {
         "/v1/endpoints/{id}": {
             "get": _op("Show an endpoint", "200", _REF, parameters=_ID),
             "patch": _op(
-                "Change url, events, enabled or TLS", "200", _REF, parameters=_ID, requestBody=_BODY
+                "Change url, events, enabled, TLS or delivery options (null: the global one)",
+                "200",
+                _REF,
+                parameters=_ID,
+                requestBody=_BODY,
             ),
             "delete": _op("Remove an endpoint", "204", {}, parameters=_ID),
         },

@@ -7,6 +7,12 @@ back empty and counts again from 0 would repeat old versions). The two share a s
 (the version's hash tag is the table's name), so writing both in one transaction works
 on Redis Cluster too; every daemon reads them with plain commands, from whichever
 partition's work needs them.
+
+Pauses (a 429 or 503 with Retry-After) are operational state, not configuration, and
+are kept beside the table: ``{p:endpoints}:paused`` (HASH id -> JSON ``until``, epoch
+seconds, and ``reason``) with its own token, ``{p:endpoints}:paused:version``. A pause
+neither re-reads every endpoint on every daemon nor races an operator's edit of the
+record; daemons read both tokens with one MGET and the pauses only when theirs moved.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import base64
 import dataclasses
 import json
 import secrets
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from webhookd.catalog import Catalog, load_catalog
@@ -32,6 +39,7 @@ from webhookd.endpoints import (
 )
 from webhookd.errors import EndpointError, EndpointNotFound
 from webhookd.events import VENDOR_ID, format_timestamp
+from webhookd.options import NO_OPTIONS, DeliveryOptions, delivery_options
 from webhookd.signing import ED25519_SEED_BYTES, SECRET_MIN_BYTES, new_secret, new_signing_key
 from webhookd.signing import secret_key as check_secret
 from webhookd.tls import endpoint_context
@@ -52,7 +60,9 @@ def random_signing_key() -> str:
     return new_signing_key(secrets.token_bytes(ED25519_SEED_BYTES))
 
 
-def registry_for(client: RedisClient, settings: Settings) -> Registry:
+def registry_for(
+    client: RedisClient, settings: Settings, clock: Callable[[], float] = time.time
+) -> Registry:
     """The registry as configured: URL policy, event catalog, master key, rotation grace."""
     policy = UrlPolicy(
         require_https=settings.delivery.require_https,
@@ -65,6 +75,7 @@ def registry_for(client: RedisClient, settings: Settings) -> Registry:
         vault=open_vault(settings.secrets, settings.redis),
         catalog=load_catalog(settings.events.catalog),
         rotation_grace_s=settings.delivery.rotation_grace_s,
+        clock=clock,
     )
 
 
@@ -91,10 +102,14 @@ class Registry:
         vault: Vault,
         catalog: Catalog,
         rotation_grace_s: float = ROTATION_GRACE_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._key = f"{key_prefix}:endpoints"
         self._version_key = "{" + self._key + "}:version"
+        self._paused_key = "{" + self._key + "}:paused"
+        self._pauses_version_key = "{" + self._key + "}:paused:version"
+        self.clock = clock  # epoch seconds: which pauses are still on
         self.policy = policy
         self.vault = vault
         self.catalog = catalog
@@ -116,6 +131,7 @@ class Registry:
         now_s: float,
         signing: str = "hmac",
         tls: EndpointTls | None = None,
+        options: DeliveryOptions = NO_OPTIONS,
     ) -> Endpoint:
         if not VENDOR_ID.fullmatch(vendor):
             raise EndpointError(f"vendor: {vendor!r} is not a valid vendor id")
@@ -132,6 +148,7 @@ class Registry:
             created_at=format_timestamp(now_s),
             signing_key=random_signing_key() if signing == "ed25519" else None,
             tls=tls,
+            options=options,
         )
         await self.save(endpoint)
         return endpoint
@@ -143,22 +160,55 @@ class Registry:
                 pipe.set(self._version_key, secrets.token_hex(8))
 
     async def get(self, endpoint_id: str) -> Endpoint:
+        """The endpoint, with its pause if one is on."""
         with translated("read endpoint"):
             raw = await self._redis.hget(self._key, endpoint_id)
+            paused = await self._redis.hget(self._paused_key, endpoint_id)
         if raw is None:
             raise EndpointNotFound(f"no endpoint with id {endpoint_id!r}")
-        return Endpoint.from_json(raw, self.vault)
+        until = _pause_end(paused) if paused is not None else None
+        if until is not None and until <= self.clock():
+            until = None
+        return dataclasses.replace(Endpoint.from_json(raw, self.vault), paused_until=until)
 
     async def all(self) -> list[Endpoint]:
         with translated("read endpoints"):
             raw = await self._redis.hgetall(self._key)
+        pauses = await self.pauses()
         endpoints = [Endpoint.from_json(value, self.vault) for value in raw.values()]
+        endpoints = [
+            dataclasses.replace(e, paused_until=pauses[e.id]) if e.id in pauses else e
+            for e in endpoints
+        ]
         return sorted(endpoints, key=lambda e: (e.vendor, e.created_at, e.id))
+
+    async def pause(self, endpoint_id: str, until_s: float, reason: str) -> None:
+        """Hold deliveries to the endpoint until ``until_s`` (epoch); pauses already over
+        are dropped on the way."""
+        now_s = self.clock()
+        with translated("pause endpoint"):
+            stored = await self._redis.hgetall(self._paused_key)
+            over = [_text(k) for k, v in stored.items() if (_pause_end(v) or 0.0) <= now_s]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if over:
+                    pipe.hdel(self._paused_key, over)
+                pause = json.dumps({"until": until_s, "reason": reason})
+                pipe.hset(self._paused_key, {endpoint_id: pause})
+                pipe.set(self._pauses_version_key, secrets.token_hex(8))
+
+    async def pauses(self) -> dict[str, float]:
+        """Endpoint id -> end of its pause, for pauses still on."""
+        with translated("read pauses"):
+            stored = await self._redis.hgetall(self._paused_key)
+        now_s = self.clock()
+        ends = {_text(k): _pause_end(v) for k, v in stored.items()}
+        return {k: end for k, end in ends.items() if end is not None and end > now_s}
 
     async def remove(self, endpoint_id: str) -> None:
         with translated("remove endpoint"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 removed = pipe.hdel(self._key, [endpoint_id])
+                pipe.hdel(self._paused_key, [endpoint_id])
                 pipe.set(self._version_key, secrets.token_hex(8))
             gone = await removed
         if not gone:
@@ -171,8 +221,12 @@ class Registry:
         return changed
 
     async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
-        """Apply an operator's changes (url, events, enabled, TLS), each checked as on add."""
+        """Apply an operator's changes (url, events, enabled, TLS, delivery options), each
+        checked as on add."""
         endpoint = await self.get(endpoint_id)
+        endpoint = dataclasses.replace(
+            endpoint, options=delivery_options(changes, endpoint.options)
+        )
         if "url" in changes:
             if not isinstance(changes["url"], str):
                 raise EndpointError("url must be a string")
@@ -234,10 +288,24 @@ class Registry:
                     pipe.set(self._version_key, secrets.token_hex(8))
         return len(stale)
 
-    async def version(self) -> str:
+    async def versions(self) -> tuple[str, str]:
+        """The tokens of the table and of the pauses, in one round trip."""
         with translated("read endpoints version"):
-            token = await self._redis.get(self._version_key)
-        return "" if token is None else token.decode()
+            tokens = await self._redis.mget([self._version_key, self._pauses_version_key])
+        table, pauses = (None if t is None else _text(t) for t in tokens)
+        return table or "", pauses or ""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _pause_end(stored: bytes | str) -> float | None:
+    try:
+        until = json.loads(stored)["until"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return float(until) if isinstance(until, int | float) else None
 
 
 def _sealed_of(stored: bytes | str) -> str:
@@ -252,11 +320,16 @@ class EndpointTable:
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._version: str | None = None
+        self._pauses_version: str | None = None
         self._by_id: dict[str, Endpoint] = {}
         self._by_vendor: dict[str, list[Endpoint]] = {}
+        self.paused: dict[str, float] = {}  # endpoint id -> end of its pause (epoch)
 
     async def refresh(self) -> None:
-        version = await self._registry.version()
+        version, pauses_version = await self._registry.versions()
+        if pauses_version != self._pauses_version:
+            self.paused = await self._registry.pauses()
+            self._pauses_version = pauses_version
         if version == self._version:
             return
         endpoints = await self._registry.all()
@@ -272,6 +345,19 @@ class EndpointTable:
 
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)
+
+    def pause(self, endpoint_id: str, until_s: float) -> None:
+        """Take a pause set here at once, before the next refresh reads it back."""
+        self.paused[endpoint_id] = max(until_s, self.paused.get(endpoint_id, 0.0))
+
+    def paused_until(self, endpoint_id: str, now_s: float) -> float | None:
+        until = self.paused.get(endpoint_id)
+        if until is None:
+            return None
+        if until <= now_s:
+            del self.paused[endpoint_id]
+            return None
+        return until
 
     def update(self, endpoint: Endpoint) -> None:
         """Take a change made here (a 410 disabling an endpoint) at once, before the next

@@ -50,6 +50,7 @@ Outcome = Delivered | RetryAt | DeadLetter | Gone
 class RetryPolicy:
     schedule_s: tuple[float, ...]
     jitter: float
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S  # the longest Retry-After honoured
 
     @property
     def max_attempts(self) -> int:
@@ -73,7 +74,7 @@ def decide(
         return DeadLetter(f"gave up after {attempts_made} attempts: {describe(result)}")
     delay = policy.delay_s(attempts_made, draw)
     if result.retry_after_s is not None:
-        delay = max(delay, min(result.retry_after_s, RETRY_AFTER_CAP_S))
+        delay = max(delay, min(result.retry_after_s, policy.retry_after_cap_s))
     return RetryAt(due_s=now_s + delay, delay_s=delay)
 
 

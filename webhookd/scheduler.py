@@ -9,7 +9,8 @@ its ``Wakeup``), at most ``poll_s``, so retries other processes schedule are see
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 import trio
@@ -66,13 +67,15 @@ class Scheduler:
         table: EndpointTable,
         lease_s: float,
         room: Callable[[], int],
-        take: Callable[[Delivery], Awaitable[None]],
+        judge: Callable[[Sequence[Delivery]], Awaitable[Any]],
+        take: Callable[[Sequence[Delivery], Any], Awaitable[None]],
         write: Callable[[list[Write]], None],
     ) -> None:
         self._store = store
         self._clock = clock
         self._lease_ms = int(lease_s * 1000)
         self._room = room
+        self._judge = judge
         self._take = take
         self._write = write
         self._wakeup = wakeup
@@ -100,14 +103,15 @@ class Scheduler:
             more = more or len(due) == limit
             if due:
                 await self._table.refresh()
+            deliveries = []
             for item in due:
                 try:
-                    delivery = Delivery.from_payload(item.payload, item.stream)
+                    deliveries.append(Delivery.from_payload(item.payload, item.stream))
                 except (ValueError, KeyError, TypeError, IndexError) as exc:
                     log.error("retry.unreadable", member=item.member, error=str(exc))
                     self._write(
                         unreadable_retry_writes(item.stream, item.member, item.payload, str(exc))
                     )
-                    continue
-                await self._take(delivery)
+            if deliveries:
+                await self._take(deliveries, await self._judge(deliveries))
         return more

@@ -8,6 +8,7 @@ record of what happened, bound with the event, endpoint and attempt number.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ log = structlog.get_logger("webhookd.delivery")
 
 USER_AGENT = f"webhookd/{__version__}"
 STATIC_HEADERS = (("Content-Type", "application/json"), ("User-Agent", USER_AGENT))
+Headers = tuple[tuple[str, str], ...]
 
 
 def request_headers(event: Event, endpoint: Endpoint, now_s: float) -> list[tuple[str, str]]:
@@ -60,6 +62,9 @@ class Attempted:
 
 
 class Sender:
+    """Sends with each endpoint's own options (``webhookd.options``), the global ones
+    where it has none."""
+
     def __init__(
         self,
         *,
@@ -75,17 +80,45 @@ class Sender:
         self._clock = clock
         self._rng = rng
         self._timeout_s = timeout_s
-        self._concurrency = concurrency
+        self.concurrency = concurrency
         self._tls = TlsContexts()
+        # per endpoint: its headers (by identity) and what they make, built once
+        self._heads: dict[str, tuple[Headers, Headers]] = {}
+        self._policies: dict[tuple[float, ...], RetryPolicy] = {}
+
+    def concurrency_of(self, endpoint: Endpoint | None) -> int:
+        if endpoint is None or endpoint.options.concurrency is None:
+            return self.concurrency
+        return endpoint.options.concurrency
+
+    def policy_of(self, endpoint: Endpoint) -> RetryPolicy:
+        schedule = endpoint.options.retry_schedule
+        if schedule is None:
+            return self._policy
+        policy = self._policies.get(schedule)
+        if policy is None:
+            policy = dataclasses.replace(self._policy, schedule_s=schedule)
+            self._policies[schedule] = policy
+        return policy
+
+    def _static_headers(self, endpoint: Endpoint) -> Headers:
+        """The constant headers: ours, then the endpoint's (the same tuple each time, so
+        the transport renders them once)."""
+        extra = endpoint.options.headers
+        if not extra:
+            return STATIC_HEADERS
+        known = self._heads.get(endpoint.id)
+        if known is None or known[0] is not extra:
+            known = self._heads[endpoint.id] = (extra, STATIC_HEADERS + extra)
+        return known[1]
 
     async def send(self, delivery: Delivery, endpoint: Endpoint | None) -> Attempted:
         """One attempt, start to outcome; never raises for the receiver's faults."""
         if endpoint is None or not endpoint.enabled:
             return self._not_attempted(delivery, endpoint)
         record = await self._post(delivery, endpoint)
-        outcome = decide(
-            self._policy, record.result, record.number, self._clock.now_s(), self._rng.random()
-        )
+        outcome = decide(self.policy_of(endpoint), record.result, record.number,
+                         self._clock.now_s(), self._rng.random())  # fmt: skip
         return self._logged(Attempted(delivery, record, outcome))
 
     async def _post(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
@@ -101,9 +134,9 @@ class Sender:
                 endpoint.url,
                 request_headers(event, endpoint, started_s),
                 event.body,
-                static_headers=STATIC_HEADERS,
-                size=self._concurrency,
-                timeout_s=self._timeout_s,
+                static_headers=self._static_headers(endpoint),
+                size=self.concurrency_of(endpoint),
+                timeout_s=endpoint.options.timeout_s or self._timeout_s,
                 ssl_context=self._tls.context_for(endpoint),
             )
         except (TransportError, EndpointError) as exc:

@@ -253,6 +253,15 @@ class Store:
                     earliest = due if earliest is None else min(earliest, due)
         return earliest
 
+    async def deferred(self, vendor: str) -> int:
+        """How many of the vendor's deliveries wait deferred now, over every partition."""
+        total = 0
+        with translated(f"ZINTERCARD deferred of {vendor}"):
+            for stream in self.streams:
+                keys = self.keys(stream)
+                total += int(await self._redis.zintercard([keys.retry, keys.deferred(vendor)]))
+        return total
+
     async def dead_letters(self, count: int, start: str = "-") -> list[tuple[str, dict[str, str]]]:
         """(id, fields) of up to ``count`` dead letters from ``start``, oldest first."""
         with translated(f"XRANGE {self.dead_stream}"):

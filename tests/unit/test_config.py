@@ -19,6 +19,7 @@ from webhookd.config import (
     DeliverySettings,
     EventsSettings,
     LogSettings,
+    QuotaSettings,
     RedisSettings,
     RetrySettings,
     SecretsSettings,
@@ -38,6 +39,7 @@ DEFAULTS = Settings(
         name="webhookd:events",
         group="webhookd",
         dead="webhookd:dead",
+        ops="webhookd:ops",
         partitions=1,
         batch_size=100,
         block_s=1.0,
@@ -57,8 +59,16 @@ DEFAULTS = Settings(
         max_payload_bytes=262144,
         source_address=None,
         rotation_grace_s=86400.0,
+        max_pause_s=3600.0,
     ),
     retry=RetrySettings(schedule_s=(1.0, 2.0, 4.0, 8.0, 16.0), jitter=0.1),
+    quotas=QuotaSettings(
+        vendor_rate=None,
+        default_plan=None,
+        plans=Path("config/plans.toml"),
+        exceeded="defer",
+        limiter_prefix="rl",
+    ),
     admin=AdminSettings(listen="127.0.0.1:8080", token=None),
     events=EventsSettings(catalog=Path("config/events.toml"), unknown="deliver"),
     secrets=SecretsSettings(key=None, previous_keys=()),
@@ -253,6 +263,11 @@ def test_settings_are_frozen() -> None:
         ("WEBHOOKD_ADMIN_LISTEN", "0.0.0.0:9000", "admin", "listen", "0.0.0.0:9000"),
         ("WEBHOOKD_ADMIN_TOKEN", "t0k", "admin", "token", "t0k"),
         ("WEBHOOKD_LOG_LEVEL", "DEBUG", "log", "level", "debug"),
+        ("WEBHOOKD_QUOTAS_VENDOR_RATE", "1000/minute", "quotas", "vendor_rate", "1000/minute"),
+        ("WEBHOOKD_QUOTAS_DEFAULT_PLAN", "basic", "quotas", "default_plan", "basic"),
+        ("WEBHOOKD_QUOTAS_EXCEEDED", "dead_letter", "quotas", "exceeded", "dead_letter"),
+        ("WEBHOOKD_DELIVERY_MAX_PAUSE", "60", "delivery", "max_pause_s", 60.0),
+        ("WEBHOOKD_STREAM_OPS", "ops", "stream", "ops", "ops"),
     ],
 )
 def test_env_overrides_by_type(
@@ -628,3 +643,27 @@ def test_every_key_is_documented_in_the_shipped_file() -> None:
             assert re.search(pattern, sections[key.section], re.MULTILINE), key.dotted
         else:
             assert key.name in loaded[key.section], key.dotted
+
+
+@pytest.mark.parametrize(
+    ("quotas", "key"),
+    [
+        ({"vendor_rate": "lots"}, "quotas.vendor_rate"),
+        ({"vendor_rate": "0/minute"}, "quotas.vendor_rate"),
+        ({"vendor_rate": "10/fortnight"}, "quotas.vendor_rate"),
+        ({"exceeded": "drop"}, "quotas.exceeded"),
+        ({"limiter_prefix": ""}, "quotas.limiter_prefix"),
+    ],
+)
+def test_bad_quota_keys_are_named(quotas: dict[str, Any], key: str) -> None:
+    assert config_error({"quotas": quotas}).startswith(f"{key}: expected ")
+
+
+def test_quotas_are_on_only_with_a_rate_or_a_default_plan() -> None:
+    assert not DEFAULTS.quotas.enabled
+    assert settings_from_mapping({"quotas": {"vendor_rate": "1000/minute"}}).quotas.enabled
+    assert settings_from_mapping({"quotas": {"default_plan": "basic"}}).quotas.enabled
+    cleared = settings_from_mapping(
+        {"quotas": {"default_plan": "basic"}}, {"WEBHOOKD_QUOTAS_DEFAULT_PLAN": ""}
+    )
+    assert not cleared.quotas.enabled

@@ -433,6 +433,11 @@ def test_public_shows_the_current_secret_and_never_a_retired_one() -> None:
         "public_key": None,
         "ca_cert": None,
         "client_cert": None,
+        "retry_schedule": None,
+        "timeout": None,
+        "concurrency": None,
+        "headers": {},
+        "paused_until": None,
     }
     text = json.dumps(shown)
     assert SECRET_A not in text

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -22,13 +23,16 @@ from webhookd.model import (
     ClearRetry,
     Delivery,
     EntryRef,
+    MarkDeferred,
     RecordAttempt,
     ScheduleRetry,
     Write,
     dead_letter,
+    deferral_writes,
     from_dead_letter,
     malformed_writes,
     outcome_writes,
+    refusal_writes,
 )
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt
 from webhookd.sender import STATIC_HEADERS, request_headers
@@ -286,6 +290,63 @@ def test_every_outcome_encodes_for_record_lua(
     assert ops[0] == "a" and keys[int(ops[1]) - 1] == PartitionKeys(STREAM).event(EVENT.id)
     assert json.loads(str(ops[5]))["response"] == excerpt
     assert ops[-2:] == ["k", ORIGIN.entry_id]
+
+
+# --- deferred: waiting without an attempt ----------------------------------------------
+
+REASON = "over the vendor's webhook rate (5/minute)"
+
+
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_a_deferral_records_the_reason_and_uses_no_attempt(scheduled: bool) -> None:
+    waiting = delivery(scheduled, attempts_made=2)
+    writes = deferral_writes(waiting, NOW + 30, REASON)
+    record, schedule, mark = writes
+    assert isinstance(record, RecordAttempt) and record.attempt is None
+    state = json.loads(state_json(record))
+    assert (state["state"], state["attempts"], state["reason"]) == ("deferred", 2, REASON)
+    assert state["next_attempt_at"] == "2024-05-01T10:35:26.000Z"
+    assert isinstance(schedule, ScheduleRetry) and schedule.due_s == NOW + 30
+    assert schedule.delivery.attempts_made == 2 and schedule.delivery.deferred
+    back = Delivery.from_payload(schedule.delivery.to_payload(), STREAM)
+    assert back.deferred and back.attempts_made == 2
+    assert mark == MarkDeferred(schedule.delivery, True)
+    keys, ops = encode_record(PartitionKeys(STREAM), writes)
+    assert "d" in ops and keys[int(ops[ops.index("d") + 1]) - 1] == PartitionKeys(STREAM).deferred(
+        "v_1"
+    )
+
+
+def test_a_deferred_delivery_stops_counting_as_deferred_once_attempted() -> None:
+    waited = Delivery.from_payload(
+        deferral_writes(delivery(), NOW, REASON)[1].delivery.to_payload(), STREAM
+    )
+    writes = outcome_writes(waited, RetryAt(NOW + 1, 1.0), attempt(1, 500))
+    assert writes[-1] == MarkDeferred(waited, False)
+    retry = next(w for w in writes if isinstance(w, ScheduleRetry))
+    assert not retry.delivery.deferred and retry.delivery.attempts_made == 1
+    _, ops = encode_record(PartitionKeys(STREAM), writes)
+    assert "u" in ops and "d" not in ops
+
+
+def test_an_undeferred_delivery_marks_nothing() -> None:
+    writes = outcome_writes(delivery(True), Delivered(200), attempt(1, 200))
+    assert not any(isinstance(w, MarkDeferred) for w in writes)
+
+
+def test_a_refusal_dead_letters_untried_with_the_reason() -> None:
+    waited = replace(delivery(True), deferred=True)
+    record, letter, clear, mark = refusal_writes(waited, "over the daily webhook quota")
+    assert isinstance(record, RecordAttempt) and record.state == "dead" and record.attempt is None
+    assert isinstance(letter, AddDeadLetter)
+    fields = dict(letter.fields)
+    assert (fields["reason"], fields["attempts"], fields["last_status"]) == (
+        "over the daily webhook quota",
+        "0",
+        "",
+    )
+    assert clear == ClearRetry(STREAM, waited.member)
+    assert mark == MarkDeferred(waited, False)
 
 
 # --- payload at rest -------------------------------------------------------------------

@@ -2,11 +2,13 @@
 -- entry's XACK always lands after the records of every delivery it produced.
 -- Every key comes in KEYS (one slot: they share the partition's hash tag):
 --   KEYS[1] the stream, KEYS[2] the retry set, KEYS[3] the retry payloads,
---   KEYS[4..] event records, referred to by position from the ops.
+--   KEYS[4..] event records and deferred sets, referred to by position from the ops.
 -- ARGV[1] record ttl seconds, ARGV[2] consumer group, ARGV[3..] the ops, one after the
 -- other (see webhookd/keyspace.py encode_record):
 --   a <key index> <endpoint id> <state json> <attempt field> <attempt json>
 --   s <member> <due ms> <payload json>
+--   d <key index> <member>   (SADD to a deferred set)
+--   u <key index> <member>   (SREM from a deferred set)
 --   c <member>
 --   k <entry id>
 local ttl, group = tonumber(ARGV[1]), ARGV[2]
@@ -28,6 +30,14 @@ while i <= #ops do
     redis.call('ZADD', KEYS[2], ops[i + 2], ops[i + 1])
     redis.call('HSET', KEYS[3], ops[i + 1], ops[i + 3])
     i = i + 4
+  elseif op == 'd' then
+    local key = KEYS[tonumber(ops[i + 1])]
+    redis.call('SADD', key, ops[i + 2])
+    touched[key] = true
+    i = i + 3
+  elseif op == 'u' then
+    redis.call('SREM', KEYS[tonumber(ops[i + 1])], ops[i + 2])
+    i = i + 3
   elseif op == 'c' then
     redis.call('ZREM', KEYS[2], ops[i + 1])
     redis.call('HDEL', KEYS[3], ops[i + 1])
