@@ -7,65 +7,77 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
-import redis
 import trio
 import trio.testing
-from conftest import recorded_attempts, recorded_states, running_daemon, until
+from conftest import AsyncRedis, recorded_attempts, recorded_states, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 from webhookd.config import Settings
 from webhookd.daemon import Daemon
 from webhookd.keyspace import PartitionKeys
 from webhookd.options import DeliveryOptions
-from webhookd.publisher import Publisher
+from webhookd.publisher import entry_fields
 
 TOKEN = {"Authorization": "Bearer test-admin-token"}
 
 
-def publish(settings: Settings, count: int = 1) -> list[str]:
-    assert settings.redis.url
-    publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
-    try:
-        return [publisher.publish("order.created", vendor="v_1", data={"n": i})
-                for i in range(count)]  # fmt: skip
-    finally:
-        publisher.close()
+async def publish(client: AsyncRedis, settings: Settings, count: int = 1) -> list[str]:
+    """XADD events as the Publisher does, on trio; their default event ids."""
+    ids = []
+    for i in range(count):
+        fields = entry_fields("order.created", "v_1", {"n": i}, None)
+        ids.append(f"evt_{await client.xadd(settings.stream.name, fields)}")  # type: ignore[arg-type]
+    return ids
 
 
-def state_of(client: redis.Redis, settings: Settings, event_id: str, endpoint_id: str) -> dict:
-    raw = client.hget(PartitionKeys(settings.stream.name).event(event_id), endpoint_id)
+async def state_of(
+    client: AsyncRedis, settings: Settings, event_id: str, endpoint_id: str
+) -> dict[str, Any]:
+    raw = await client.hget(PartitionKeys(settings.stream.name).event(event_id), endpoint_id)
     return json.loads(raw) if raw else {}
+
+
+async def state_is(
+    client: AsyncRedis, settings: Settings, event_id: str, endpoint_id: str, state: str
+) -> bool:
+    return (await state_of(client, settings, event_id, endpoint_id)).get("state") == state
+
+
+async def states_are(client: AsyncRedis, settings: Settings, state: str) -> bool:
+    return all(s["state"] == state for s in await recorded_states(client, settings.stream.name))
+
+
+async def all_deferred(
+    client: AsyncRedis, settings: Settings, ids: list[str], endpoint_id: str
+) -> bool:
+    states = [await state_of(client, settings, i, endpoint_id) for i in ids]
+    return all(s.get("state") == "deferred" for s in states)
 
 
 async def test_a_429_with_retry_after_pauses_the_whole_endpoint(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings(retry={"schedule": [1, 1], "jitter": 0})
     receiver.script("/hook", Reply(status=429, headers=(("Retry-After", "30"),)))
     async with running_daemon(settings) as daemon:
         endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        [first_id] = publish(settings)
+        [first_id] = await publish(aredis, settings)
         with trio.fail_after(10):
             [refused] = await receiver.wait_for(1)
             shown = await until_paused(daemon, endpoint.id)
-        later_ids = publish(settings, 3)
+        later_ids = await publish(aredis, settings, 3)
         with trio.fail_after(10):
-            await until(lambda: all(state_of(redis_client, settings, i, endpoint.id).get("state")
-                                    == "deferred" for i in later_ids))  # fmt: skip
-        deferred = [state_of(redis_client, settings, i, endpoint.id) for i in later_ids]
+            await until(lambda: all_deferred(aredis, settings, later_ids, endpoint.id))
+        deferred = [await state_of(aredis, settings, i, endpoint.id) for i in later_ids]
         with trio.fail_after(60):
             await receiver.wait_for(5)
-            await until(
-                lambda: all(
-                    s["state"] == "delivered"
-                    for s in recorded_states(redis_client, settings.stream.name)
-                )
-            )
+            await until(lambda: states_are(aredis, settings, "delivered"))
         after = await daemon.registry.get(endpoint.id)
     assert shown["paused_until"] is not None
     assert after.public()["paused_until"] is None
@@ -74,9 +86,9 @@ async def test_a_429_with_retry_after_pauses_the_whole_endpoint(
         assert state["attempts"] == 0
         assert state["reason"].startswith("endpoint paused until ")
     for event_id in later_ids:
-        assert [a["attempt"] for a in recorded_attempts(redis_client, settings.stream.name,
-                                                        event_id)] == [1]  # fmt: skip
-    assert state_of(redis_client, settings, first_id, endpoint.id)["attempts"] == 2
+        attempts = await recorded_attempts(aredis, settings.stream.name, event_id)
+        assert [a["attempt"] for a in attempts] == [1]
+    assert (await state_of(aredis, settings, first_id, endpoint.id))["attempts"] == 2
 
 
 async def until_paused(daemon: Daemon, endpoint_id: str) -> dict:
@@ -90,13 +102,14 @@ async def until_paused(daemon: Daemon, endpoint_id: str) -> dict:
 async def test_a_pause_is_capped_by_max_pause(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings(retry={"schedule": [1], "jitter": 0}, delivery={"max_pause": 10})
     receiver.script("/hook", Reply(status=503, headers=(("Retry-After", "7200"),)))
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        publish(settings)
+        await publish(aredis, settings)
         with trio.fail_after(60):
             first, second = await receiver.wait_for(2)
     assert 10 <= second.at - first.at <= 10.5
@@ -105,7 +118,7 @@ async def test_a_pause_is_capped_by_max_pause(
 async def test_each_endpoint_follows_its_own_retry_schedule_and_sends_its_headers(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings(retry={"schedule": [1, 1, 1, 1, 1], "jitter": 0})
@@ -119,16 +132,11 @@ async def test_each_endpoint_follows_its_own_retry_schedule_and_sends_its_header
         slow = await daemon.registry.add("v_1", receiver.url("/slow"), now_s=time.time(),
                                          options=slow_tier)  # fmt: skip
         await daemon.registry.add("v_1", receiver.url("/fast"), now_s=time.time())
-        [event_id] = publish(settings)
+        [event_id] = await publish(aredis, settings)
         with trio.fail_after(300):
             slow_attempts = await receiver.wait_for(4, "/slow")
             fast_attempts = await receiver.wait_for(6, "/fast")
-            await until(
-                lambda: all(
-                    s["state"] == "delivered"
-                    for s in recorded_states(redis_client, settings.stream.name)
-                )
-            )
+            await until(lambda: states_are(aredis, settings, "delivered"))
     gaps = [b.at - a.at for a, b in itertools.pairwise(slow_attempts)]
     assert [round(gap) for gap in gaps] == [3, 20, 90]
     assert [round(b.at - a.at) for a, b in itertools.pairwise(fast_attempts)] == [1] * 5
@@ -137,13 +145,13 @@ async def test_each_endpoint_follows_its_own_retry_schedule_and_sends_its_header
         assert request.headers["authorization"] == "Bearer t"
         assert request.headers["content-type"] == "application/json"
     assert "x-team" not in fast_attempts[0].headers
-    assert state_of(redis_client, settings, event_id, slow.id)["state"] == "delivered"
+    assert (await state_of(aredis, settings, event_id, slow.id))["state"] == "delivered"
 
 
 async def test_an_endpoints_timeout_and_concurrency_apply_to_it_alone(
     make_settings: Callable[..., Settings],
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings(delivery={"timeout": 1.5}, retry={"schedule": [60], "jitter": 0})
@@ -154,13 +162,12 @@ async def test_an_endpoints_timeout_and_concurrency_apply_to_it_alone(
         await daemon.registry.add("v_1", receiver.url("/one"), now_s=time.time(), options=one)
         brief = await daemon.registry.add("v_1", receiver.url("/brief"), now_s=time.time(),
                                           options=DeliveryOptions(timeout_s=0.5))  # fmt: skip
-        ids = publish(settings, 3)
+        ids = await publish(aredis, settings, 3)
         with trio.fail_after(30):
             serial = await receiver.wait_for(3, "/one")
-            await until(lambda: state_of(redis_client, settings, ids[0], brief.id).get("state")
-                        == "scheduled")  # fmt: skip
+            await until(lambda: state_is(aredis, settings, ids[0], brief.id, "scheduled"))
     assert [round(b.at - a.at) for a, b in itertools.pairwise(serial)] == [1, 1]
-    [timed_out] = [a for a in recorded_attempts(redis_client, settings.stream.name, ids[0])
+    [timed_out] = [a for a in await recorded_attempts(aredis, settings.stream.name, ids[0])
                    if a["endpoint_id"] == brief.id]  # fmt: skip
     assert "within 0.5 s" in timed_out["error"]
 

@@ -11,10 +11,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import redis
 import trio
 import trio.testing
-from conftest import recorded_attempts, recorded_states, running_daemon, until
+from conftest import (
+    AsyncRedis,
+    entries,
+    pending,
+    recorded_attempts,
+    recorded_states,
+    running_daemon,
+    until,
+)
 from webhook_receiver import Receiver
 
 from webhookd.clock import EpochClock
@@ -22,18 +29,20 @@ from webhookd.config import Settings
 from webhookd.connection import open_client
 from webhookd.events import Event
 from webhookd.model import Delivery, EntryRef
-from webhookd.publisher import Publisher
+from webhookd.publisher import entry_fields
 from webhookd.quotas import Quotas
 
 
-def publish(settings: Settings, count: int, vendor: str = "v_1") -> list[str]:
-    assert settings.redis.url
-    publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name)
-    try:
-        return [publisher.publish("order.created", vendor=vendor, data={"n": i})
-                for i in range(count)]  # fmt: skip
-    finally:
-        publisher.close()
+async def publish(
+    client: AsyncRedis, settings: Settings, count: int, vendor: str = "v_1"
+) -> list[str]:
+    """XADD ``count`` events the way the Publisher does, on trio (no thread for the mock
+    clock to jump over); their default event ids."""
+    ids = []
+    for i in range(count):
+        fields = entry_fields("order.created", vendor, {"n": i}, None)
+        ids.append(f"evt_{await client.xadd(settings.stream.name, fields)}")  # type: ignore[arg-type]
+    return ids
 
 
 def quota_settings(make_settings: Callable[..., Settings], key_prefix: str,
@@ -53,18 +62,22 @@ def per_minute(receiver: Receiver) -> Counter[int]:
     return Counter(int(r.headers["x-timestamp"]) // 60 for r in receiver.requests)
 
 
-def count_in(client: redis.Redis, stream: str, state: str) -> int:
-    return sum(s["state"] == state for s in recorded_states(client, stream))
+async def count_in(client: AsyncRedis, stream: str, state: str) -> int:
+    return sum(s["state"] == state for s in await recorded_states(client, stream))
 
 
-def pending(client: redis.Redis, settings: Settings) -> int:
-    return int(client.xpending(settings.stream.name, settings.stream.group)["pending"])
+async def all_in(client: AsyncRedis, stream: str, state: str) -> bool:
+    return all(s["state"] == state for s in await recorded_states(client, stream))
 
 
-def ops_entries(client: redis.Redis, settings: Settings) -> list[dict[str, Any]]:
+async def in_state(client: AsyncRedis, stream: str, state: str) -> list[dict[str, Any]]:
+    return [s for s in await recorded_states(client, stream) if s["state"] == state]
+
+
+async def ops_entries(client: AsyncRedis, settings: Settings) -> list[dict[str, Any]]:
     return [
         {**fields, "data": json.loads(fields["data"])}
-        for _, fields in client.xrange(settings.stream.ops)
+        for _, fields in await entries(client, settings.stream.ops)
     ]
 
 
@@ -72,7 +85,7 @@ async def test_a_burst_goes_out_at_the_vendor_rate_without_using_attempts(
     make_settings: Callable[..., Settings],
     key_prefix: str,
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = quota_settings(make_settings, key_prefix, vendor_rate="5/minute")
@@ -80,16 +93,15 @@ async def test_a_burst_goes_out_at_the_vendor_rate_without_using_attempts(
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
         await at_second_of_minute(EpochClock(), 5)
-        ids = publish(settings, 12)
+        ids = await publish(aredis, settings, 12)
         with trio.fail_after(60):
             await receiver.wait_for(5)
-            await until(lambda: count_in(redis_client, stream, "deferred") == 7)
-        waiting = [s for s in recorded_states(redis_client, stream) if s["state"] == "deferred"]
+            await until(lambda: count_in(aredis, stream, "deferred"), equals=7)
+        waiting = await in_state(aredis, stream, "deferred")
         assert await daemon.store.deferred("v_1") == 7
         with trio.fail_after(600):
             await receiver.wait_for(12)
-            await until(lambda: all(s["state"] == "delivered"
-                                    for s in recorded_states(redis_client, stream)))  # fmt: skip
+            await until(lambda: all_in(aredis, stream, "delivered"))
         assert await daemon.store.deferred("v_1") == 0
     minutes = per_minute(receiver)
     first = min(minutes)
@@ -100,11 +112,11 @@ async def test_a_burst_goes_out_at_the_vendor_rate_without_using_attempts(
         assert state["attempts"] == 0 and state["last_status"] is None
         assert state["reason"] == "over the vendor's webhook rate (5/minute)"
         assert state["next_attempt_at"] > datetime.fromtimestamp((first + 1) * 60).isoformat()
-    for state in recorded_states(redis_client, stream):
+    for state in await recorded_states(aredis, stream):
         assert state["attempts"] == 1
     for event_id in ids:
-        assert [a["attempt"] for a in recorded_attempts(redis_client, stream, event_id)] == [1]
-    [announced] = [e for e in ops_entries(redis_client, settings)
+        assert [a["attempt"] for a in await recorded_attempts(aredis, stream, event_id)] == [1]
+    [announced] = [e for e in await ops_entries(aredis, settings)
                    if e["data"]["window_reset"] == (first + 1) * 60]  # fmt: skip
     assert (announced["type"], announced["vendor"]) == ("quota.exceeded", "v_1")
     assert announced["data"]["limit"] == "5/minute"
@@ -114,7 +126,7 @@ async def test_a_basic_vendors_101st_webhook_waits_for_the_next_window(
     make_settings: Callable[..., Settings],
     key_prefix: str,
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = quota_settings(make_settings, key_prefix, default_plan="basic")
@@ -125,12 +137,11 @@ async def test_a_basic_vendors_101st_webhook_waits_for_the_next_window(
         quotas = Quotas(client, settings.quotas, clock=clock, ops_stream=settings.stream.ops,
                         key_prefix=key_prefix)  # fmt: skip
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        publish(settings, 101)
+        await publish(aredis, settings, 101)
         with trio.fail_after(60):
             await receiver.wait_for(100)
-            await until(lambda: any(s["state"] == "deferred"
-                                    for s in recorded_states(redis_client, stream)))  # fmt: skip
-        [waiting] = [s for s in recorded_states(redis_client, stream) if s["state"] == "deferred"]
+            await until(lambda: in_state(aredis, stream, "deferred"))
+        [waiting] = await in_state(aredis, stream, "deferred")
         usage = await quotas.usage("v_1")
         assert (usage["plan"], usage["default"]) == ("basic", True)
         assert (usage["daily_quota"]["used"], usage["daily_quota"]["remaining"]) == (100, 0)
@@ -146,7 +157,7 @@ async def test_a_basic_vendors_101st_webhook_waits_for_the_next_window(
     assert waiting["reason"] == "over the daily webhook quota of plan basic (100/day)"
     assert waiting["attempts"] == 0
     assert int(receiver.requests[-1].headers["x-timestamp"]) >= next_day_s
-    [announced] = ops_entries(redis_client, settings)
+    [announced] = await ops_entries(aredis, settings)
     assert announced["data"]["plan"] == "basic" and announced["data"]["limit"] == "100/day"
 
 
@@ -154,24 +165,24 @@ async def test_over_the_daily_quota_dead_letters_when_so_configured(
     make_settings: Callable[..., Settings],
     key_prefix: str,
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = quota_settings(make_settings, key_prefix, default_plan="basic",
                               exceeded="dead_letter")  # fmt: skip
     async with running_daemon(settings) as daemon:
         await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
-        ids = publish(settings, 101)
+        ids = await publish(aredis, settings, 101)
         with trio.fail_after(60):
             await receiver.wait_for(100)
-            await until(lambda: redis_client.xlen(settings.stream.dead))
-            await until(lambda: not pending(redis_client, settings))
-    [(_, dead)] = redis_client.xrange(settings.stream.dead)
+            await until(lambda: aredis.xlen(settings.stream.dead))
+            await until(lambda: pending(aredis, settings.stream.name), equals=0)
+    [(_, dead)] = await entries(aredis, settings.stream.dead)
     assert dead["reason"] == "over the daily webhook quota of plan basic (100/day)"
     assert (dead["attempts"], dead["last_status"]) == ("0", "")
     delivered = {r.headers["x-event-id"] for r in receiver.requests}
     assert delivered | {dead["event_id"]} == set(ids) and dead["event_id"] not in delivered
-    states = Counter(s["state"] for s in recorded_states(redis_client, settings.stream.name))
+    states = Counter(s["state"] for s in await recorded_states(aredis, settings.stream.name))
     assert states == {"delivered": 100, "dead": 1}
 
 
@@ -179,7 +190,7 @@ async def test_two_daemons_share_one_vendors_rate(
     make_settings: Callable[..., Settings],
     key_prefix: str,
     receiver: Receiver,
-    redis_client: redis.Redis,
+    aredis: AsyncRedis,
     mock_clock: trio.testing.MockClock,
 ) -> None:
     settings = quota_settings(make_settings, key_prefix, vendor_rate="5/minute")
@@ -188,7 +199,7 @@ async def test_two_daemons_share_one_vendors_rate(
         await stack.enter_async_context(running_daemon(settings))
         await first.registry.add("v_1", receiver.url(), now_s=time.time())
         await at_second_of_minute(EpochClock(), 5)
-        ids = publish(settings, 15)
+        ids = await publish(aredis, settings, 15)
         with trio.fail_after(900):
             await receiver.wait_for(15)
     minutes = per_minute(receiver)
