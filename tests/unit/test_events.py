@@ -276,3 +276,16 @@ def test_render_body_is_compact_utf8_json_in_contract_order() -> None:
             '"data":{"k":"é","n":[1,2]}}'
         ).encode()
     )
+
+
+@pytest.mark.parametrize(
+    "number", ["123456789012345678901234567890", "-9223372036854775809", "18446744073709551616"]
+)
+def test_integers_beyond_64_bits_keep_every_digit(number: str) -> None:
+    event = parse_entry("1-0", entry(data=f'{{"id": {number}}}'.encode()), 1_700_000_000.0)
+    assert f'"data":{{"id":{number}}}' in event.body.decode()
+
+
+def test_a_number_too_large_for_a_float_is_refused() -> None:
+    with pytest.raises(InvalidEventError, match="data is not valid JSON"):
+        parse_entry("1-0", entry(data=b'{"x": 1e400}'), 1_700_000_000.0)
