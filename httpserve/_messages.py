@@ -14,7 +14,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 _JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps with options builds one per call
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON: orjson (a fifth of the standard library's cost on answers), else
+    ``json`` for what orjson refuses (integers beyond 64 bits, keys that are not text)."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _JSON.encode(value).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +61,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, value: Any, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-        return cls(status, _JSON.encode(value).encode(), headers)
+        return cls(status, _dumps(value), headers)
 
     @classmethod
     def error(

@@ -45,24 +45,33 @@ class Decision(NamedTuple):
 
     def headers(self) -> dict[str, str]:
         """Response header fields for this decision; none when no limit applied."""
+        return dict(self.header_fields())
+
+    def header_fields(self) -> tuple[tuple[str, str], ...]:
+        """``headers()`` as (name, value) pairs, as an HTTP answer carries them."""
         binding = self.binding
         if binding is None:
-            return {}
+            return ()
+        remaining = str(self.remaining)
+        policy, name = _policy_fields(binding, self.limits)
         if self.allowed:
             window_left = max(self.reset - math.ceil(self.at), 0)
-        else:
-            window_left = _whole_seconds(self.retry_after)
-        others = [limit for limit in self.limits if limit is not binding]
-        headers = {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset),
-            "RateLimit-Policy": ", ".join(_policy_item(limit) for limit in (binding, *others)),
-            "RateLimit": f"{_sf_string(binding.policy)};r={self.remaining};t={window_left}",
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(_whole_seconds(self.retry_after))
-        return headers
+            return (
+                ("X-RateLimit-Limit", str(self.limit)),
+                ("X-RateLimit-Remaining", remaining),
+                ("X-RateLimit-Reset", str(self.reset)),
+                ("RateLimit-Policy", policy),
+                ("RateLimit", f"{name};r={remaining};t={window_left}"),
+            )
+        retry_after = str(_whole_seconds(self.retry_after))
+        return (
+            ("X-RateLimit-Limit", str(self.limit)),
+            ("X-RateLimit-Remaining", remaining),
+            ("X-RateLimit-Reset", str(self.reset)),
+            ("RateLimit-Policy", policy),
+            ("RateLimit", f"{name};r={remaining};t={retry_after}"),
+            ("Retry-After", retry_after),
+        )
 
     def error_body(self) -> dict[str, object]:
         """The JSON body of a refusal (429): what was exceeded and when to come back."""
@@ -128,7 +137,26 @@ def _whole_seconds(seconds: float) -> int:
     return math.ceil(seconds) if seconds > 0 else 0
 
 
-@functools.lru_cache(maxsize=4096)
+_POLICY_FIELDS: dict[tuple[int, int], tuple[Limit, tuple[Limit, ...], tuple[str, str]]] = {}
+_KEPT_POLICIES = 4096
+
+
+def _policy_fields(binding: Limit, limits: tuple[Limit, ...]) -> tuple[str, str]:
+    """``RateLimit-Policy`` (the binding limit first) and the binding limit's name as a
+    structured-field string, kept by identity: the limiter hands out the same tuple of
+    limits for the same plan and route, and hashing limits costs more than rendering."""
+    entry = _POLICY_FIELDS.get((id(binding), id(limits)))
+    if entry is not None and entry[0] is binding and entry[1] is limits:
+        return entry[2]
+    others = [limit for limit in limits if limit is not binding]
+    policy = ", ".join(_policy_item(limit) for limit in (binding, *others))
+    fields = (policy, _sf_string(binding.policy))
+    if len(_POLICY_FIELDS) >= _KEPT_POLICIES:
+        _POLICY_FIELDS.clear()
+    _POLICY_FIELDS[(id(binding), id(limits))] = (binding, limits, fields)
+    return fields
+
+
 def _policy_item(limit: Limit) -> str:
     return f"{_sf_string(limit.policy)};q={limit.amount};w={limit.window_s}"
 

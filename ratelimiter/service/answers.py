@@ -20,7 +20,7 @@ Headers = tuple[tuple[str, str], ...]
 
 
 def decision_headers(decision: Decision) -> Headers:
-    return tuple(decision.headers().items())
+    return decision.header_fields()
 
 
 def allowed(decision: Decision) -> Response:

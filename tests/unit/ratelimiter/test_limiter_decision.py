@@ -72,6 +72,21 @@ def test_policy_names_are_structured_field_strings() -> None:
     assert decision.headers()["RateLimit"] == r'"say \"hi\" \\ caf?";r=4;t=1'
 
 
+def test_header_fields_follow_the_limits_of_each_decision() -> None:
+    """The rendered policy is kept per tuple of limits: an equal tuple built anew, or
+    another binding limit in the same tuple, renders its own figures."""
+    states = [(9_000, 1_700_086_400_000, 0), (12, 1_700_000_100_000, 0)]
+    first = decide((DAY, MINUTE), states, True, NOW_MS)
+    assert first.header_fields() == tuple(first.headers().items())
+    other_day = Limit(10_000, 86_400, name="gold-day")
+    second = decide((other_day, MINUTE), [(9_000, 1_700_086_400_000, 0), (9_999, 0, 0)], True,
+                    NOW_MS)  # fmt: skip
+    assert dict(second.header_fields())["RateLimit-Policy"] == (
+        '"gold-day";q=10000;w=86400, "basic-minute";q=50;w=60'
+    )
+    assert dict(decide((DAY, MINUTE), states, True, NOW_MS).header_fields()) == first.headers()
+
+
 def test_a_hit_without_limits_is_allowed_and_renders_no_headers() -> None:
     decision = Limiter().hit("k", route="GET /not-limited")
     assert decision.allowed
