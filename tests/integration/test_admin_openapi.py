@@ -103,15 +103,22 @@ def test_the_admin_api_keeps_to_its_description(described: Any, mode: Generation
 
 
 def test_the_admin_api_keeps_to_its_description_across_calls(described: Any) -> None:
-    """The stateful phase: sequences of calls linked by the ids the answers give."""
+    """The stateful phase: sequences of calls linked by the ids the answers give; some
+    must reach an endpoint that an earlier call made (only a followed link can)."""
     machine = described.as_state_machine()
-    state = machine.TestCase
-    state.settings = settings(max_examples=40, stateful_step_count=8, deadline=None,
-                              database=None, suppress_health_check=list(HealthCheck))  # fmt: skip
+    linked: list[tuple[str, int]] = []
 
     class Calls(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": HEADERS}
 
-    Calls.TestCase.settings = state.settings
+        def after_call(self, response: Any, case: Any) -> None:
+            if case.path.startswith("/v1/endpoints/{id}"):
+                linked.append((case.method, response.status_code))
+
+    Calls.TestCase.settings = settings(
+        max_examples=40, stateful_step_count=8, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
     Calls.run()
+    assert any(status < 300 for _, status in linked), linked
