@@ -273,6 +273,10 @@ class EndpointTable:
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)
 
+    def disabled_count(self) -> int:
+        """How many known endpoints are disabled (the disabled-endpoints gauge)."""
+        return sum(not endpoint.enabled for endpoint in self._by_id.values())
+
     def update(self, endpoint: Endpoint) -> None:
         """Take a change made here (a 410 disabling an endpoint) at once, before the next
         refresh reads it back from Redis."""
