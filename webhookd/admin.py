@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import prometheus_client
 import structlog
@@ -31,6 +32,7 @@ from webhookd.store import Store
 
 log = structlog.get_logger("webhookd.admin")
 _NONE: frozenset[str] = frozenset()
+_TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
 
 Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
@@ -91,7 +93,7 @@ class AdminApi:
                         401, "unauthorized", "send Authorization: Bearer <admin.token>",
                         (("www-authenticate", 'Bearer realm="webhookd"'),),
                     )  # fmt: skip
-                unknown = set(request.query) - queries
+                unknown = set(_query(request)) - queries
                 if unknown:
                     return Response.error(
                         400, "invalid_request", f"unknown query parameters {sorted(unknown)}"
@@ -140,7 +142,9 @@ class AdminApi:
         return Response.json(200, {"status": "ready"})
 
     async def _list_endpoints(self, request: Request, match: re.Match[str]) -> Response:
-        vendor = request.query.get("vendor")
+        vendor = _query(request).get("vendor")
+        if vendor == "":
+            return Response.error(400, "invalid_request", "vendor: a vendor id, not empty")
         endpoints = await self._registry.all()
         return Response.json(
             200, [e.public() for e in endpoints if vendor is None or e.vendor == vendor]
@@ -155,9 +159,11 @@ class AdminApi:
             return Response.error(400, "invalid_request", "vendor and url are required strings")
         events = body.get("events", ["*"])
         secret, signing = body.get("secret"), body.get("signing", "hmac")
-        pems = [body.get(name) for name in ("ca_cert", "client_cert", "client_key")]
+        pems = [body.get(name) for name in _TLS_FIELDS]
         if not _strings(events) or not all(
-            isinstance(v, str | None) for v in (secret, signing, *pems)
+            isinstance(body[name], str)
+            for name in ("secret", "signing", *_TLS_FIELDS)
+            if name in body
         ):
             return Response.error(
                 400, "invalid_request",
@@ -182,6 +188,10 @@ class AdminApi:
             return Response.error(400, "invalid_request", f"cannot change {sorted(unknown)}")
         if "events" in body and not _strings(body["events"]):
             return Response.error(400, "invalid_request", "events: a list of strings")
+        if not all(isinstance(body[name], str) for name in _TLS_FIELDS if name in body):
+            return Response.error(
+                400, "invalid_request", "ca_cert, client_cert, client_key: PEM strings ('' clears)"
+            )
         endpoint = await self._registry.update(match["id"], body)
         return Response.json(200, endpoint.public())
 
@@ -193,6 +203,8 @@ class AdminApi:
         body = _object(request) if request.body else {}
         if isinstance(body, Response):
             return body
+        if unknown := set(body) - {"grace"}:
+            return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
         grace = body.get("grace")
         if grace is not None and (
             isinstance(grace, bool)
@@ -235,7 +247,7 @@ class AdminApi:
 
     async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
         try:
-            limit = int(request.query.get("limit", "100"))
+            limit = int(_query(request).get("limit", "100"))
         except ValueError:
             limit = 0
         if not 1 <= limit <= 1000:
@@ -244,7 +256,9 @@ class AdminApi:
         return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
 
     async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
-        endpoint_id = request.query.get("endpoint_id")
+        endpoint_id = _query(request).get("endpoint_id")
+        if endpoint_id == "":
+            return Response.error(400, "invalid_request", "endpoint_id: an endpoint id, not empty")
         count = await redrive(self._store, self._clock.now_s(), endpoint_id=endpoint_id)
         return Response.json(202, {"redriven": count})
 
@@ -259,6 +273,12 @@ def _object(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return Response.error(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query parameters, also those with an empty value (``request.query`` drops them):
+    ``?limit=`` is a bad limit, not the default one."""
+    return dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
 
 
 def _strings(value: Any) -> bool:

@@ -175,7 +175,8 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
                 "get": _op(
                     "listEndpoints", "List endpoints (without secrets)", "200",
                     {"type": "array", "items": _ENDPOINT_REF},
-                    parameters=[{"name": "vendor", "in": "query", "schema": {"type": "string"}}],
+                    parameters=[{"name": "vendor", "in": "query",
+                                 "schema": {"type": "string", "minLength": 1}}],
                 ),
                 "post": _op(
                     "addEndpoint", "Register an endpoint; the answer holds its secret", "201",
@@ -226,7 +227,7 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
                     "redriveDead", "Deliver dead letters again with a fresh schedule", "202",
                     {"type": "object"},
                     parameters=[{"name": "endpoint_id", "in": "query",
-                                 "schema": {"type": "string"}}],
+                                 "schema": {"type": "string", "minLength": 1}}],
                 ),
             },
             "/metrics": {

@@ -214,4 +214,11 @@ async def test_bad_bodies_answer_400_and_secrets_show_only_when_made_rotated_or_
             assert answer.status_code == 405 and answer.headers["allow"], (method, where)
         unknown = await http.get("/v1/endpoints", headers=TOKEN, params={"venodr": "v_1"})
         assert unknown.status_code == 400
-        assert (await http.get("/v1/dead", headers=TOKEN, params={"limit": 0})).status_code == 400
+        for query in ("limit=0", "limit=", "limit=5&=", "limit=5&x="):
+            assert (await http.get(f"/v1/dead?{query}", headers=TOKEN)).status_code == 400, query
+        redrive_all = await http.post("/v1/dead/redrive?endpoint_id=", headers=TOKEN)
+        assert redrive_all.status_code == 400
+        odd = await http.post(f"{path}/rotate-secret", headers=TOKEN, json={"grce": 0})
+        assert odd.status_code == 400 and "grce" in odd.json()["message"]
+        null = await http.post("/v1/endpoints", headers=TOKEN, json={**new, "secret": None})
+        assert null.status_code == 400

@@ -23,7 +23,7 @@ import pytest
 import schemathesis
 import trustme
 from conftest import daemon_config
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
@@ -95,6 +95,9 @@ def test_the_admin_api_keeps_to_its_description(described: Any, mode: Generation
     @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     def keeps_to_it(case: Any) -> None:
+        # A query parameter whose value is an empty list is not sent at all: the server
+        # cannot refuse what it never sees.
+        assume(not any(value == [] for value in (case.query or {}).values()))
         operations.add(f"{case.method} {case.path}")
         case.call_and_validate(headers=HEADERS)
 
