@@ -3,6 +3,8 @@
 Served on ``admin.listen`` by ``httpserve``, the small server the limiter service uses too.
 Every ``/v1`` route needs ``Authorization: Bearer <admin.token>``; with no token
 configured they all answer 401. ``/metrics``, ``/healthz`` and ``/readyz`` are open.
+Secrets are shown when an endpoint is made or its secret rotated, and on an explicit
+``reveal-secret``, which is logged with the endpoint id; listings never hold them.
 """
 
 from __future__ import annotations
@@ -12,22 +14,26 @@ import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import prometheus_client
 import structlog
 
 from httpserve import Request, Response
 from webhookd import __version__
+from webhookd.catalog import Catalog
 from webhookd.clock import EpochClock
 from webhookd.errors import EndpointError, EndpointNotFound, StoreError
 from webhookd.health import Readiness
-from webhookd.openapi import OPENAPI
+from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
 from webhookd.redrive import redrive, replay
 from webhookd.registry import Registry, endpoint_tls
 from webhookd.store import Store
 
 log = structlog.get_logger("webhookd.admin")
+_NONE: frozenset[str] = frozenset()
+_TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
 
 Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
@@ -47,32 +53,37 @@ class AdminApi:
         self._store = store
         self._readiness = readiness
         self._clock = clock
-        self._routes: list[tuple[str, re.Pattern[str], Route]] = [
-            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints),
-            ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint),
-            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint),
-            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint),
-            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint),
-            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate),
-            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event),
-            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event),
-            ("GET", re.compile(r"/v1/dead"), self._list_dead),
-            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive),
+        self._openapi = document(accepted_patterns(registry.catalog))
+        self._open: dict[str, Callable[[], Awaitable[Response]]] = {
+            "/healthz": self._health,
+            "/readyz": self._ready,
+            "/metrics": self._metrics,
+            "/openapi.json": self._description,
+        }
+        # method, path, handler, the query parameters it takes (others answer 400)
+        self._routes: list[tuple[str, re.Pattern[str], Route, frozenset[str]]] = [
+            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints, frozenset({"vendor"})),
+            ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint, _NONE),
+            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint, _NONE),
+            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint, _NONE),
+            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint, _NONE),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate, _NONE),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/reveal-secret"), self._reveal, _NONE),
+            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE),
+            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE),
+            ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"})),
+            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"})),
         ]
 
     async def handle(self, request: Request) -> Response:
         path = request.path
-        if request.method == "GET" and path == "/healthz":
-            return Response.json(200, {"status": "ok", "version": __version__})
-        if request.method == "GET" and path == "/readyz":
-            return await self._ready()
-        if request.method == "GET" and path == "/metrics":
-            return Response(200, prometheus_client.generate_latest(),
-                            content_type=prometheus_client.CONTENT_TYPE_LATEST)  # fmt: skip
-        if request.method == "GET" and path == "/openapi.json":
-            return Response.json(200, OPENAPI)
+        open_route = self._open.get(path)
+        if open_route is not None:
+            if request.method in ("GET", "HEAD"):
+                return await open_route()
+            return Response.error(405, "method_not_allowed", "use GET", (("allow", "GET"),))
         allowed_methods = set()
-        for method, pattern, route in self._routes:
+        for method, pattern, route, queries in self._routes:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
@@ -83,6 +94,11 @@ class AdminApi:
                         401, "unauthorized", "send Authorization: Bearer <admin.token>",
                         (("www-authenticate", 'Bearer realm="webhookd"'),),
                     )  # fmt: skip
+                unknown = set(_query(request)) - queries
+                if unknown:
+                    return Response.error(
+                        400, "invalid_request", f"unknown query parameters {sorted(unknown)}"
+                    )
                 try:
                     return await route(request, match)
                 except EndpointNotFound as exc:
@@ -105,6 +121,16 @@ class AdminApi:
             return False
         return hmac.compare_digest(offered.strip().encode("utf-8", "replace"), self._token)
 
+    async def _health(self) -> Response:
+        return Response.json(200, {"status": "ok", "version": __version__})
+
+    async def _metrics(self) -> Response:
+        return Response(200, prometheus_client.generate_latest(),
+                        content_type=prometheus_client.CONTENT_TYPE_LATEST)  # fmt: skip
+
+    async def _description(self) -> Response:
+        return Response.json(200, self._openapi)
+
     async def _ready(self) -> Response:
         """Ready when Redis answers and no loop is failing to read or record."""
         try:
@@ -117,7 +143,9 @@ class AdminApi:
         return Response.json(200, {"status": "ready"})
 
     async def _list_endpoints(self, request: Request, match: re.Match[str]) -> Response:
-        vendor = request.query.get("vendor")
+        vendor = _query(request).get("vendor")
+        if vendor == "":
+            return Response.error(400, "invalid_request", "vendor: a vendor id, not empty")
         endpoints = await self._registry.all()
         return Response.json(
             200, [e.public() for e in endpoints if vendor is None or e.vendor == vendor]
@@ -130,21 +158,24 @@ class AdminApi:
         vendor, url = body.get("vendor"), body.get("url")
         if not isinstance(vendor, str) or not isinstance(url, str):
             return Response.error(400, "invalid_request", "vendor and url are required strings")
-        events = body.get("events", "*")
+        events = body.get("events", ["*"])
         secret, signing = body.get("secret"), body.get("signing", "hmac")
-        pems = [body.get(name) for name in ("ca_cert", "client_cert", "client_key")]
-        if not isinstance(events, str | list) or not all(
-            isinstance(v, str | None) for v in (secret, signing, *pems)
+        pems = [body.get(name) for name in _TLS_FIELDS]
+        if not _strings(events) or not all(
+            isinstance(body[name], str)
+            for name in ("secret", "signing", *_TLS_FIELDS)
+            if name in body
         ):
             return Response.error(
                 400, "invalid_request",
-                "events: a list; secret, signing, ca_cert, client_cert, client_key: strings",
+                "events: a list of strings; secret, signing, ca_cert, client_cert, client_key: "
+                "strings",
             )  # fmt: skip
         endpoint = await self._registry.add(
             vendor, url, events, secret, now_s=self._clock.now_s(), signing=signing,
             tls=endpoint_tls(*pems), options=delivery_options(body, NO_OPTIONS),
         )  # fmt: skip
-        return Response.json(201, endpoint.public())
+        return Response.json(201, endpoint.public(secret=True))
 
     async def _show_endpoint(self, request: Request, match: re.Match[str]) -> Response:
         return Response.json(200, (await self._registry.get(match["id"])).public())
@@ -157,6 +188,12 @@ class AdminApi:
                                *OPTION_NAMES}  # fmt: skip
         if unknown:
             return Response.error(400, "invalid_request", f"cannot change {sorted(unknown)}")
+        if "events" in body and not _strings(body["events"]):
+            return Response.error(400, "invalid_request", "events: a list of strings")
+        if not all(isinstance(body[name], str) for name in _TLS_FIELDS if name in body):
+            return Response.error(
+                400, "invalid_request", "ca_cert, client_cert, client_key: PEM strings ('' clears)"
+            )
         endpoint = await self._registry.update(match["id"], body)
         return Response.json(200, endpoint.public())
 
@@ -168,17 +205,26 @@ class AdminApi:
         body = _object(request) if request.body else {}
         if isinstance(body, Response):
             return body
+        if unknown := set(body) - {"grace"}:
+            return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
         grace = body.get("grace")
         if grace is not None and (
             isinstance(grace, bool)
             or not isinstance(grace, int | float)
-            or not (math.isfinite(grace) and grace >= 0)
+            or not (math.isfinite(grace) and 0 <= grace <= MAX_ROTATION_GRACE_S)
         ):
-            return Response.error(400, "invalid_request", "grace: seconds, a number >= 0")
+            return Response.error(
+                400, "invalid_request", f"grace: seconds, from 0 to {MAX_ROTATION_GRACE_S:.0f}"
+            )
         endpoint = await self._registry.rotate_secret(
             match["id"], now_s=self._clock.now_s(), grace_s=grace
         )
-        return Response.json(200, endpoint.public())
+        return Response.json(200, endpoint.public(secret=True))
+
+    async def _reveal(self, request: Request, match: re.Match[str]) -> Response:
+        endpoint = await self._registry.get(match["id"])
+        log.warning("admin.secret_revealed", endpoint_id=endpoint.id, vendor=endpoint.vendor)
+        return Response.json(200, endpoint.public(secret=True))
 
     async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
@@ -203,14 +249,18 @@ class AdminApi:
 
     async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
         try:
-            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+            limit = int(_query(request).get("limit", "100"))
         except ValueError:
-            return Response.error(400, "invalid_request", "limit must be a whole number")
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
         letters = await self._store.dead_letters(limit)
         return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
 
     async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
-        endpoint_id = request.query.get("endpoint_id")
+        endpoint_id = _query(request).get("endpoint_id")
+        if endpoint_id == "":
+            return Response.error(400, "invalid_request", "endpoint_id: an endpoint id, not empty")
         count = await redrive(self._store, self._clock.now_s(), endpoint_id=endpoint_id)
         return Response.json(202, {"redriven": count})
 
@@ -220,6 +270,28 @@ def _object(request: Request) -> dict[str, Any] | Response:
         body = request.json()
     except ValueError as exc:
         return Response.error(400, "invalid_json", f"body is not JSON: {exc}")
+    except RecursionError:
+        return Response.error(400, "invalid_json", "body is nested too deeply")
     if not isinstance(body, dict):
         return Response.error(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _query(request: Request) -> dict[str, str]:
+    """The query parameters, also those with an empty value (``request.query`` drops them):
+    ``?limit=`` is a bad limit, not the default one."""
+    return dict(parse_qsl(urlsplit(request.target).query, keep_blank_values=True))
+
+
+def _strings(value: Any) -> bool:
+    """A JSON list of strings: what ``events`` takes."""
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def accepted_patterns(catalog: Catalog) -> list[str]:
+    """Every subscription pattern the catalog accepts: ``*``, each type, each ``prefix.*``."""
+    patterns = {"*", *catalog.types}
+    for event_type in catalog.types:
+        parts = event_type.split(".")
+        patterns.update(".".join(parts[:n]) + ".*" for n in range(1, len(parts)))
+    return sorted(patterns)

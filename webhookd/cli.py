@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+import structlog
 import trio
 
 from configtable import configure_logging
@@ -25,6 +26,7 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
+from webhookd.openapi import MAX_ROTATION_GRACE_S
 from webhookd.options import NO_OPTIONS, delivery_options
 from webhookd.redrive import redrive
 from webhookd.registry import Registry, endpoint_tls, registry_for
@@ -308,7 +310,7 @@ def endpoint_add(
                         tls=tls, options=options),
         settings,
     )  # fmt: skip
-    echo_json(found.public())
+    echo_json(found.public(secret=True))
 
 
 @endpoint.command("update")
@@ -345,7 +347,7 @@ def endpoint_update(
 @click.option("--vendor", default=None, help="Only this vendor's endpoints.")
 @click.pass_obj
 def endpoint_list(settings: Settings, vendor: str | None) -> None:
-    """Print every endpoint as a JSON list."""
+    """Print every endpoint as a JSON list (without secrets)."""
     endpoints = registry_command(lambda r: r.all(), settings)
     echo_json([e.public() for e in endpoints if vendor is None or e.vendor == vendor])
 
@@ -354,7 +356,20 @@ def endpoint_list(settings: Settings, vendor: str | None) -> None:
 @click.argument("endpoint_id")
 @click.pass_obj
 def endpoint_show(settings: Settings, endpoint_id: str) -> None:
+    """Print one endpoint as JSON (without its secret: see reveal-secret)."""
     echo_json(registry_command(lambda r: r.get(endpoint_id), settings).public())
+
+
+@endpoint.command("reveal-secret")
+@click.argument("endpoint_id")
+@click.pass_obj
+def endpoint_reveal(settings: Settings, endpoint_id: str) -> None:
+    """Print one endpoint as JSON with its current secret; the reveal is logged."""
+    found = registry_command(lambda r: r.get(endpoint_id), settings)
+    structlog.get_logger("webhookd.cli").warning(
+        "endpoint.secret_revealed", endpoint_id=found.id, vendor=found.vendor
+    )
+    echo_json(found.public(secret=True))
 
 
 @endpoint.command("disable")
@@ -386,10 +401,10 @@ def endpoint_rm(settings: Settings, endpoint_id: str) -> None:
 @click.argument("endpoint_id")
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=MAX_ROTATION_GRACE_S),
     default=None,
-    help="Seconds the old secret keeps signing (default: delivery.rotation_grace, 24 h); "
-    "0 drops it at once, as after a leak.",
+    help="Seconds the old secret keeps signing (default: delivery.rotation_grace, 24 h; "
+    "at most 30 days); 0 drops it at once, as after a leak.",
 )
 @click.pass_obj
 def endpoint_rotate(settings: Settings, endpoint_id: str, grace: float | None) -> None:
@@ -397,7 +412,7 @@ def endpoint_rotate(settings: Settings, endpoint_id: str, grace: float | None) -
     found = registry_command(
         lambda r: r.rotate_secret(endpoint_id, now_s=time.time(), grace_s=grace), settings
     )
-    echo_json(found.public())
+    echo_json(found.public(secret=True))
 
 
 @cli.group("secrets")

@@ -39,7 +39,7 @@ from webhookd.egress import delivery_transport
 from webhookd.errors import StoreError
 from webhookd.health import Readiness
 from webhookd.intake import Intake
-from webhookd.metrics import IN_FLIGHT
+from webhookd.metrics import DISABLED_ENDPOINTS, IN_FLIGHT
 from webhookd.pipeline import Pipeline
 from webhookd.quotas import Quotas, load_plans
 from webhookd.recorder import Recorder
@@ -129,6 +129,7 @@ class Daemon:
                             max_in_flight=delivery.max_in_flight, quotas=quotas,
                             max_pause_s=delivery.max_pause_s)  # fmt: skip
         IN_FLIGHT.set_function(lambda: pipeline.lanes.active)
+        DISABLED_ENDPOINTS.set_function(table.disabled_count)
         scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=self.readiness,
                               lease_s=delivery.timeout_s * 2 + 30, table=table,
                               room=lambda: pipeline.lanes.room, judge=pipeline.judge,

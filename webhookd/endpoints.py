@@ -112,10 +112,12 @@ class Endpoint:
         """The ``whpk_`` key vendors verify ``v1a`` signatures with; None for HMAC only."""
         return public_key(self._signers[0][0]) if self.signing_key and self._signers else None
 
-    def public(self) -> dict[str, Any]:
-        """The endpoint as shown to operators: the current secret, never retired ones."""
+    def public(self, *, secret: bool = False) -> dict[str, Any]:
+        """The endpoint as shown to operators; with ``secret``, the current one (never a
+        retired one): secrets are shown when made, rotated or revealed, not in listings."""
         shown = self._record()
-        shown["secret"] = None if self.locked else self.secret
+        if secret:
+            shown["secret"] = None if self.locked else self.secret
         shown["headers"] = dict(self.options.headers)
         shown["paused_until"] = (
             None if self.paused_until is None else format_timestamp(self.paused_until)

@@ -37,6 +37,15 @@ EVENTS_ID_CONFLICT = Counter(
 GROUPS_RECREATED = Counter(
     "webhookd_consumer_groups_recreated_total", "Consumer groups recreated after NOGROUP"
 )
+RETRY_BACKLOG = Gauge(
+    "webhookd_retry_backlog",
+    "Deliveries in the retry sets, waiting or leased (all daemons: each reports the same "
+    "figure, sampled by its scheduler every few seconds)",
+)
+DISABLED_ENDPOINTS = Gauge(
+    "webhookd_disabled_endpoints",
+    "Endpoints disabled now: by an operator, a 410 or failing (counted at scrape time)",
+)
 RECORD_POISONED = Counter(
     "webhookd_record_units_dead_lettered_total",
     "Delivery outcomes Redis kept refusing, dead-lettered with the reason",

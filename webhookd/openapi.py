@@ -1,10 +1,21 @@
-"""The admin API's OpenAPI description, served on ``/openapi.json``."""
+"""The admin API's OpenAPI description, served on ``/openapi.json``.
+
+Built per process from the event catalog, so ``events`` lists exactly the patterns the
+API accepts. Every status the server gives is documented: 400 (a body, parameter or
+setting it refuses), 401 (no or wrong bearer token), 404 (no such endpoint or event),
+503 (Redis unavailable). A method a path does not serve answers 405 with ``Allow``.
+Strings the server checks beyond JSON Schema's reach carry a format of their own:
+``webhook-url`` (an ``https://`` URL the endpoint rules accept; ``http://`` too when
+``delivery.require_https`` is false), ``pem-certificate`` and ``pem-private-key``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from webhookd import __version__
+from webhookd.events import VENDOR_ID
 
 _OPTIONS: dict[str, Any] = {
     "retry_schedule": {
@@ -34,24 +45,37 @@ _OPTIONS: dict[str, Any] = {
         "User-Agent, Host) are refused",
     },
 }
+
+MAX_ROTATION_GRACE_S = 30 * 24 * 3600.0
+"""The longest a rotated secret keeps signing: 30 days."""
+
+_B64 = "[A-Za-z0-9+/]"
+SECRET_PATTERN = (
+    f"^whsec_(?:(?:{_B64}{{4}}){{8,21}}|(?:{_B64}{{4}}){{8,20}}(?:{_B64}{{2}}==|{_B64}{{3}}=)"
+    f"|(?:{_B64}{{4}}){{21}}{_B64}{{2}}==)$"
+)
+"""``whsec_`` + base64 of 24-64 bytes, padded."""
+
+_NULLABLE_PEM = {"type": ["string", "null"]}
 _ENDPOINT = {
     "type": "object",
     "properties": {
         "id": {"type": "string"},
         "vendor": {"type": "string"},
-        "url": {"type": "string", "format": "uri"},
+        "url": {"type": "string"},
         "events": {"type": "array", "items": {"type": "string"}},
         "enabled": {"type": "boolean"},
         "disabled_reason": {"type": ["string", "null"]},
         "created_at": {"type": "string", "format": "date-time"},
         "secret": {
             "type": ["string", "null"],
-            "description": "whsec_ + base64 of 24-64 bytes; null while locked",
+            "description": "present only when the endpoint is made, its secret rotated or "
+            "revealed; null while locked",
         },
         "signing": {"enum": ["hmac", "ed25519"], "description": "ed25519 endpoints also get v1a"},
         "public_key": {"type": ["string", "null"], "description": "whpk_ key verifying v1a"},
-        "ca_cert": {"type": ["string", "null"], "description": "PEM CA trusted instead"},
-        "client_cert": {"type": ["string", "null"], "description": "PEM client certificate"},
+        "ca_cert": {**_NULLABLE_PEM, "description": "PEM CA trusted instead of the system's"},
+        "client_cert": {**_NULLABLE_PEM, "description": "PEM client certificate"},
         "locked": {
             "type": "string",
             "description": "present when this process's master key cannot open the secrets",
@@ -63,12 +87,22 @@ _ENDPOINT = {
             "description": "a 429 or 503 with Retry-After paused deliveries until then",
         },
     },
-    "required": ["id", "vendor", "url", "events", "enabled", "secret", "signing"],
+    "required": ["id", "vendor", "url", "events", "enabled", "signing"],
 }
 _ERROR = {
     "type": "object",
     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
     "required": ["error", "message"],
+}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_ENDPOINT_REF = {"$ref": "#/components/schemas/Endpoint"}
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+_LINKS = {
+    "ShowEndpoint": {"operationId": "showEndpoint", "parameters": {"id": "$response.body#/id"}},
+    "ChangeEndpoint": {"operationId": "changeEndpoint", "parameters": {"id": "$response.body#/id"}},
+    "RotateSecret": {"operationId": "rotateSecret", "parameters": {"id": "$response.body#/id"}},
+    "RevealSecret": {"operationId": "revealSecret", "parameters": {"id": "$response.body#/id"}},
+    "RemoveEndpoint": {"operationId": "removeEndpoint", "parameters": {"id": "$response.body#/id"}},
 }
 
 
@@ -76,121 +110,185 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, ok: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    responses = {
-        ok: _json(schema, summary),
-        "401": _json({"$ref": "#/components/schemas/Error"}, "missing or wrong bearer token"),
+def _op(
+    operation_id: str,
+    summary: str,
+    ok: str,
+    schema: dict[str, Any] | None,
+    *,
+    finds: bool = False,
+    links: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An authenticated operation; ``finds``: it can answer 404."""
+    success: dict[str, Any] = (
+        _json(schema, summary) if schema is not None else {"description": summary}
+    )
+    if links:
+        success["links"] = links
+    responses = {ok: success}
+    responses["400"] = _json(_ERROR_REF, "the body or a parameter is not acceptable")
+    responses["401"] = _json(_ERROR_REF, "missing or wrong bearer token")
+    if finds:
+        responses["404"] = _json(_ERROR_REF, "no such endpoint or event")
+    responses["503"] = _json(_ERROR_REF, "Redis is unavailable; try again")
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "responses": responses,
+        **extra,
     }
-    return {"summary": summary, "security": [{"bearer": []}], "responses": responses, **extra}
 
 
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-_REF = {"$ref": "#/components/schemas/Endpoint"}
-_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "vendor": {"type": "string"},
-                    "url": {"type": "string"},
-                    "events": {"type": "array", "items": {"type": "string"}},
-                    "secret": {"type": "string"},
-                    "signing": {"enum": ["hmac", "ed25519"]},
-                    "enabled": {"type": "boolean"},
-                    "ca_cert": {"type": "string"},
-                    "client_cert": {"type": "string"},
-                    "client_key": {"type": "string", "description": "stored encrypted"},
-                    **_OPTIONS,
-                },
+def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def document(event_patterns: Iterable[str]) -> dict[str, Any]:
+    """The description, with ``events`` limited to these catalogued patterns."""
+    pattern = {"enum": sorted(set(event_patterns))}
+    tls = {
+        "ca_cert": {"type": "string", "format": "pem-certificate"},
+        "client_cert": {"type": "string", "format": "pem-certificate"},
+        "client_key": {
+            "type": "string",
+            "format": "pem-private-key",
+            "description": "unencrypted; stored encrypted",
+        },
+    }
+    both = {"client_cert": ["client_key"], "client_key": ["client_cert"]}
+    changes = {
+        "url": {"type": "string", "format": "webhook-url", "maxLength": 2048},
+        "events": {"type": "array", "items": pattern, "minItems": 1},
+        **tls,
+        **_OPTIONS,
+    }
+    new_endpoint = {
+        "type": "object",
+        "properties": {
+            "vendor": {"type": "string", "pattern": f"^{VENDOR_ID.pattern}$"},
+            **changes,
+            "secret": {"type": "string", "pattern": SECRET_PATTERN},
+            "signing": {"enum": ["hmac", "ed25519"]},
+        },
+        "required": ["vendor", "url"],
+        "additionalProperties": False,
+        "dependentRequired": both,
+    }
+    patch = {
+        "type": "object",
+        "properties": {**changes, "enabled": {"type": "boolean"}},
+        "additionalProperties": False,
+        "dependentRequired": both,
+    }
+    grace = {
+        "type": "object",
+        "properties": {
+            "grace": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_ROTATION_GRACE_S,
+                "description": "seconds the old secret keeps signing; default "
+                "delivery.rotation_grace; at most 30 days",
             }
-        }
-    },
-}
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "webhookd admin API", "version": __version__},
-    "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        "schemas": {"Endpoint": _ENDPOINT, "Error": _ERROR},
-    },
-    "paths": {
-        "/v1/endpoints": {
-            "get": _op("List endpoints", "200", {"type": "array", "items": _REF}),
-            "post": _op("Register an endpoint", "201", _REF, requestBody=_BODY),
         },
-        "/v1/endpoints/{id}": {
-            "get": _op("Show an endpoint", "200", _REF, parameters=_ID),
-            "patch": _op(
-                "Change url, events, enabled, TLS or delivery options (null: the global one)",
-                "200",
-                _REF,
-                parameters=_ID,
-                requestBody=_BODY,
-            ),
-            "delete": _op("Remove an endpoint", "204", {}, parameters=_ID),
+        "additionalProperties": False,
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "webhookd admin API",
+            "version": __version__,
+            "description": "A method a path does not serve answers 405 with an Allow header.",
         },
-        "/v1/endpoints/{id}/rotate-secret": {
-            "post": _op(
-                "New secret (and ed25519 key); the old ones sign too for the grace period",
-                "200",
-                _REF,
-                parameters=_ID,
-                requestBody={
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "grace": {
-                                        "type": "number",
-                                        "minimum": 0,
-                                        "description": "seconds; default delivery.rotation_grace",
-                                    }
-                                },
-                            }
-                        }
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Endpoint": _ENDPOINT, "Error": _ERROR},
+        },
+        "paths": {
+            "/v1/endpoints": {
+                "get": _op(
+                    "listEndpoints", "List endpoints (without secrets)", "200",
+                    {"type": "array", "items": _ENDPOINT_REF},
+                    parameters=[{"name": "vendor", "in": "query",
+                                 "schema": {"type": "string", "minLength": 1}}],
+                ),
+                "post": _op(
+                    "addEndpoint", "Register an endpoint; the answer holds its secret", "201",
+                    _ENDPOINT_REF, links=_LINKS, requestBody=_body(new_endpoint),
+                ),
+            },
+            "/v1/endpoints/{id}": {
+                "get": _op("showEndpoint", "Show an endpoint (without its secret)", "200",
+                           _ENDPOINT_REF, finds=True, parameters=_ID),
+                "patch": _op(
+                    "changeEndpoint", "Change url, events, enabled or TLS", "200", _ENDPOINT_REF,
+                    finds=True, parameters=_ID, requestBody=_body(patch),
+                ),
+                "delete": _op("removeEndpoint", "Remove an endpoint", "204", None, finds=True,
+                              parameters=_ID),
+            },
+            "/v1/endpoints/{id}/rotate-secret": {
+                "post": _op(
+                    "rotateSecret",
+                    "New secret (and ed25519 key); the old ones sign too for the grace period",
+                    "200", _ENDPOINT_REF, finds=True, parameters=_ID,
+                    requestBody=_body(grace, required=False),
+                ),
+            },
+            "/v1/endpoints/{id}/reveal-secret": {
+                "post": _op(
+                    "revealSecret", "The endpoint with its current secret; the reveal is logged",
+                    "200", _ENDPOINT_REF, finds=True, parameters=_ID,
+                ),
+            },
+            "/v1/events/{id}": {
+                "get": _op("showEvent", "An event's deliveries, each with every attempt", "200",
+                           {"type": "object"}, finds=True, parameters=_ID),
+            },
+            "/v1/events/{id}/replay": {
+                "post": _op("replayEvent", "Deliver an event again to its endpoints", "202",
+                            {"type": "object"}, finds=True, parameters=_ID),
+            },
+            "/v1/dead": {
+                "get": _op(
+                    "listDead", "Dead letters, oldest first", "200", {"type": "array"},
+                    parameters=[{"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                ),
+            },
+            "/v1/dead/redrive": {
+                "post": _op(
+                    "redriveDead", "Deliver dead letters again with a fresh schedule", "202",
+                    {"type": "object"},
+                    parameters=[{"name": "endpoint_id", "in": "query",
+                                 "schema": {"type": "string", "minLength": 1}}],
+                ),
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text exposition format"}},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness",
+                    "responses": {"200": {"description": "ok"}},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readiness",
+                    "summary": "Readiness (Redis reachable, no loop failing)",
+                    "responses": {
+                        "200": {"description": "ready"},
+                        "503": {"description": "Redis unreachable or a loop failing"},
                     },
-                },
-            ),
+                }
+            },
         },
-        "/v1/events/{id}": {
-            "get": _op(
-                "An event's deliveries, each with every attempt",
-                "200",
-                {"type": "object"},
-                parameters=_ID,
-            ),
-        },
-        "/v1/events/{id}/replay": {
-            "post": _op(
-                "Deliver an event again to its endpoints", "202", {"type": "object"}, parameters=_ID
-            ),
-        },
-        "/v1/dead": {"get": _op("Dead letters, oldest first", "200", {"type": "array"})},
-        "/v1/dead/redrive": {
-            "post": _op(
-                "Deliver dead letters again with a fresh schedule", "202", {"type": "object"}
-            ),
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "text exposition format"}},
-            }
-        },
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
-        "/readyz": {
-            "get": {
-                "summary": "Readiness (Redis reachable)",
-                "responses": {
-                    "200": {"description": "ready"},
-                    "503": {"description": "Redis unreachable"},
-                },
-            }
-        },
-    },
-}
+    }  # fmt: skip

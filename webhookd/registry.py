@@ -359,6 +359,10 @@ class EndpointTable:
             return None
         return until
 
+    def disabled_count(self) -> int:
+        """How many known endpoints are disabled (the disabled-endpoints gauge)."""
+        return sum(not endpoint.enabled for endpoint in self._by_id.values())
+
     def update(self, endpoint: Endpoint) -> None:
         """Take a change made here (a 410 disabling an endpoint) at once, before the next
         refresh reads it back from Redis."""

@@ -17,6 +17,7 @@ import trio
 
 from webhookd.clock import EpochClock
 from webhookd.health import Readiness
+from webhookd.metrics import RETRY_BACKLOG
 from webhookd.model import Delivery, Write, unreadable_retry_writes
 from webhookd.registry import EndpointTable
 from webhookd.store import Store
@@ -25,6 +26,7 @@ log = structlog.get_logger("webhookd.scheduler")
 
 CLAIM_LIMIT = 500
 POLL_S = 1.0
+BACKLOG_SAMPLE_S = 5.0  # how often the retry backlog gauge is read from Redis
 
 
 class Wakeup:
@@ -81,17 +83,28 @@ class Scheduler:
         self._wakeup = wakeup
         self._readiness = readiness
         self._table = table
+        self._backlog_sampled_s = -math.inf
 
     async def run(self) -> None:
         while True:
             if await self.claim_due():
                 continue
             next_due_ms = await self._store.next_due_ms()
+            await self.sample_backlog()
             self._readiness.recovered("scheduler")
             deadline_s = self._clock.now_s() + POLL_S
             if next_due_ms is not None:
                 deadline_s = min(deadline_s, next_due_ms / 1000)
             await self._wakeup.sleep_until(deadline_s, self._clock)
+
+    async def sample_backlog(self) -> None:
+        """Set the retry backlog gauge, at most every ``BACKLOG_SAMPLE_S``: a few ZCARDs
+        on the scheduler's loop, never on a delivery's path or a scrape's."""
+        now_s = self._clock.now_s()
+        if now_s - self._backlog_sampled_s < BACKLOG_SAMPLE_S:
+            return
+        self._backlog_sampled_s = now_s
+        RETRY_BACKLOG.set(await self._store.retry_backlog())
 
     async def claim_due(self) -> bool:
         """Claim and hand on what is due in every partition; True when there may be more."""

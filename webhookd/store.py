@@ -262,6 +262,13 @@ class Store:
                 total += int(await self._redis.zintercard([keys.retry, keys.deferred(vendor)]))
         return total
 
+    async def retry_backlog(self) -> int:
+        """How many deliveries the retry sets hold (waiting or leased), over every partition."""
+        with translated("ZCARD retry sets"):
+            return sum(
+                [await self._redis.zcard(self.keys(stream).retry) for stream in self.streams]
+            )
+
     async def dead_letters(self, count: int, start: str = "-") -> list[tuple[str, dict[str, str]]]:
         """(id, fields) of up to ``count`` dead letters from ``start``, oldest first."""
         with translated(f"XRANGE {self.dead_stream}"):

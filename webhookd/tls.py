@@ -24,7 +24,14 @@ from webhookd.errors import EndpointError
 
 
 def endpoint_context(tls: EndpointTls) -> ssl.SSLContext:
-    """A verifying client context for these settings; EndpointError if they do not load."""
+    """A verifying client context for these settings; EndpointError if they do not load.
+
+    PEM is ASCII: anything else is refused here, before ``ssl`` raises a TypeError on it.
+    """
+    for name in ("ca_cert", "client_cert", "client_key"):
+        value = getattr(tls, name)
+        if value is not None and not value.isascii():
+            raise EndpointError(f"tls: {name} is not PEM (it holds non-ASCII characters)")
     try:
         context = (
             ssl.create_default_context(cadata=tls.ca_cert)

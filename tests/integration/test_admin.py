@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import httpx
+import structlog.testing
 import trio
 from conftest import AsyncRedis, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
@@ -62,11 +64,13 @@ async def test_endpoint_crud(make_settings: Callable[..., Settings]) -> None:
         endpoint = created.json()
         assert endpoint["secret"].startswith("whsec_")
         path = f"/v1/endpoints/{endpoint['id']}"
-        assert (await http.get(path, headers=TOKEN)).json() == endpoint
+        shown = {k: v for k, v in endpoint.items() if k != "secret"}
+        assert (await http.get(path, headers=TOKEN)).json() == shown
         patched = await http.patch(path, headers=TOKEN, json={"enabled": False, "events": ["*"]})
         assert (patched.json()["enabled"], patched.json()["events"]) == (False, ["*"])
-        listed = (await http.get("/v1/endpoints", headers=TOKEN)).json()
-        assert [e["id"] for e in listed] == [endpoint["id"]]
+        listed = await http.get("/v1/endpoints", headers=TOKEN)
+        assert [e["id"] for e in listed.json()] == [endpoint["id"]]
+        assert "whsec_" not in listed.text
         bad = await http.post(
             "/v1/endpoints", headers=TOKEN, json={"vendor": "v", "url": "ftp://x"}
         )
@@ -168,3 +172,53 @@ async def test_endpoint_security_fields(make_settings: Callable[..., Settings]) 
         default = await http.post(f"{path}/rotate-secret", headers=TOKEN)
         assert default.status_code == 200
         assert len((await daemon.registry.get(endpoint["id"])).keys_at(time.time())) == 2
+
+
+async def test_bad_bodies_answer_400_and_secrets_show_only_when_made_rotated_or_revealed(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
+        new = {"vendor": "v_1", "url": "http://127.0.0.1:9/hook"}
+        for events in ([1], [["order.*"]], "order.*", [None], {"a": 1}):
+            refused = await http.post(
+                "/v1/endpoints", headers=TOKEN, json={**new, "events": events}
+            )
+            assert refused.status_code == 400, events
+        deep = b'{"vendor": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        assert (await http.post("/v1/endpoints", headers=TOKEN, content=deep)).status_code == 400
+        non_ascii = json.dumps({**new, "ca_cert": "-----BEGIN CERTIFICATE-----\nü\n"})
+        lone_surrogate = json.dumps(new)[:-1] + ', "ca_cert": "\\udcff"}'
+        for body in (non_ascii, lone_surrogate):
+            tls = await http.post("/v1/endpoints", headers=TOKEN, content=body.encode())
+            assert tls.status_code == 400 and "ca_cert" in tls.json()["message"], body
+
+        made = (await http.post("/v1/endpoints", headers=TOKEN, json=new)).json()
+        path = f"/v1/endpoints/{made['id']}"
+        assert "secret" not in (await http.get(path, headers=TOKEN)).json()
+        patched = await http.patch(path, headers=TOKEN, json={"events": [2]})
+        assert patched.status_code == 400
+        assert "whsec_" not in (await http.patch(path, headers=TOKEN, json={})).text
+        with structlog.testing.capture_logs() as logs:
+            revealed = await http.post(f"{path}/reveal-secret", headers=TOKEN)
+        assert revealed.json()["secret"] == made["secret"]
+        [entry] = [e for e in logs if e["event"] == "admin.secret_revealed"]
+        assert entry["endpoint_id"] == made["id"] and made["secret"] not in str(entry)
+        too_long = await http.post(f"{path}/rotate-secret", headers=TOKEN, json={"grace": 2592001})
+        assert too_long.status_code == 400 and "2592000" in too_long.json()["message"]
+        longest = await http.post(f"{path}/rotate-secret", headers=TOKEN, json={"grace": 2592000})
+        assert longest.status_code == 200 and longest.json()["secret"] != made["secret"]
+
+        for method, where in (("TRACE", "/v1/endpoints"), ("TRACE", path), ("POST", "/healthz"),
+                              ("DELETE", "/metrics"), ("TRACE", "/openapi.json")):  # fmt: skip
+            answer = await http.request(method, where, headers=TOKEN)
+            assert answer.status_code == 405 and answer.headers["allow"], (method, where)
+        unknown = await http.get("/v1/endpoints", headers=TOKEN, params={"venodr": "v_1"})
+        assert unknown.status_code == 400
+        for query in ("limit=0", "limit=", "limit=5&=", "limit=5&x="):
+            assert (await http.get(f"/v1/dead?{query}", headers=TOKEN)).status_code == 400, query
+        redrive_all = await http.post("/v1/dead/redrive?endpoint_id=", headers=TOKEN)
+        assert redrive_all.status_code == 400
+        odd = await http.post(f"{path}/rotate-secret", headers=TOKEN, json={"grce": 0})
+        assert odd.status_code == 400 and "grce" in odd.json()["message"]
+        null = await http.post("/v1/endpoints", headers=TOKEN, json={**new, "secret": None})
+        assert null.status_code == 400

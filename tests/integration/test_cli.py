@@ -81,15 +81,21 @@ def test_endpoint_commands(config_file: Path) -> None:
     assert endpoint["secret"].startswith("whsec_")
     assert endpoint["events"] == ["order.*", "payment.captured"]
     shown = json.loads(runner.invoke(cli, [*base, "show", endpoint["id"]]).output)
-    assert shown == endpoint
+    assert shown == {k: v for k, v in endpoint.items() if k != "secret"}
+    revealed = runner.invoke(cli, [*base, "reveal-secret", endpoint["id"]])
+    assert json.loads(revealed.stdout) == endpoint
+    assert "endpoint.secret_revealed" in revealed.stderr and endpoint["id"] in revealed.stderr
+    assert endpoint["secret"] not in revealed.stderr
     disabled = json.loads(runner.invoke(cli, [*base, "disable", endpoint["id"]]).output)
     assert disabled["enabled"] is False
     enabled = json.loads(runner.invoke(cli, [*base, "enable", endpoint["id"]]).output)
     assert enabled["enabled"] is True
     rotated = json.loads(runner.invoke(cli, [*base, "rotate-secret", endpoint["id"]]).output)
     assert rotated["secret"] != endpoint["secret"]
-    listed = json.loads(runner.invoke(cli, [*base, "list"]).output)
-    assert [e["id"] for e in listed] == [endpoint["id"]]
+    listed = runner.invoke(cli, [*base, "list"]).output
+    assert [e["id"] for e in json.loads(listed)] == [endpoint["id"]] and "whsec_" not in listed
+    too_long = runner.invoke(cli, [*base, "rotate-secret", endpoint["id"], "--grace", "2592001"])
+    assert too_long.exit_code == 2
     assert runner.invoke(cli, [*base, "rm", endpoint["id"]]).exit_code == 0
     missing = runner.invoke(cli, [*base, "show", endpoint["id"]])
     assert missing.exit_code == 1

@@ -92,7 +92,7 @@ async def test_endpoints_under_an_unknown_key_fail_their_attempts_and_are_not_lo
         endpoint = await daemon.registry.add("v_1", receiver.url(), now_s=time.time())
     async with running_daemon(stranger) as daemon:
         locked = await daemon.registry.get(endpoint.id)
-        assert locked.locked and locked.public()["secret"] is None
+        assert locked.locked and locked.public(secret=True)["secret"] is None
         assert stranger.redis.url
         stranger_publisher = Publisher.from_url(stranger.redis.url, stream=stranger.stream.name)
         await publish(stranger_publisher, "order.created", vendor="v_1", data={})
@@ -137,7 +137,7 @@ def test_reencrypt_moves_every_secret_to_the_new_key(
         for extra in ([], ["--signing", "ed25519"])
     ]
     locked = json.loads(runner.invoke(cli, ["--config", str(new), "endpoint", "list"]).output)
-    assert [e["secret"] for e in locked] == [None, None]
+    assert [e.get("secret") for e in locked] == [None, None]
     assert all("secrets.previous_keys" in e["locked"] for e in locked)
 
     result = runner.invoke(cli, ["--config", str(both), "secrets", "reencrypt"])
@@ -150,9 +150,16 @@ def test_reencrypt_moves_every_secret_to_the_new_key(
     assert json.loads(again.output)["reencrypted"] == 0
 
     shown = json.loads(runner.invoke(cli, ["--config", str(new), "endpoint", "list"]).output)
-    assert sorted((e["id"], e["secret"], e["public_key"]) for e in shown) == sorted(
-        (e["id"], e["secret"], e["public_key"]) for e in added
+    assert sorted((e["id"], e["public_key"]) for e in shown) == sorted(
+        (e["id"], e["public_key"]) for e in added
     )
+    revealed = [
+        json.loads(
+            runner.invoke(cli, ["--config", str(new), "endpoint", "reveal-secret", e["id"]]).stdout
+        )
+        for e in added
+    ]
+    assert [e["secret"] for e in revealed] == [e["secret"] for e in added]
     stale = runner.invoke(cli, ["--config", str(old), "secrets", "reencrypt"])
     assert stale.exit_code == 1 and "cannot be opened" in stale.output
     for raw in redis_client.hvals(f"{key_prefix}:endpoints"):
@@ -181,7 +188,7 @@ def test_without_a_master_key_a_private_key_file_is_made_and_reused(
     assert "secrets.key_file_created" in first.stderr
     assert key_file.read_text().strip() not in first.stderr + first.stdout
     endpoint = json.loads(first.stdout)
-    shown = run_cli(path, "endpoint", "show", endpoint["id"])
+    shown = run_cli(path, "endpoint", "reveal-secret", endpoint["id"])
     assert json.loads(shown.stdout)["secret"] == endpoint["secret"]
     key_file.chmod(0o644)
     refused = run_cli(path, "endpoint", "list")

@@ -418,7 +418,8 @@ def test_json_round_trip_property(
 
 def test_public_shows_the_current_secret_and_never_a_retired_one() -> None:
     ep = endpoint().rotated(SECRET_B, now_s=1000.0, grace_s=3600.0)
-    shown = ep.public()
+    assert "secret" not in ep.public()
+    shown = ep.public(secret=True)
 
     assert shown == {
         "id": "ep_1",
@@ -496,7 +497,7 @@ def test_an_endpoint_sealed_under_another_key_is_locked_not_lost() -> None:
     locked = Endpoint.from_json(stored, VAULT)
     assert locked.locked is not None and "secrets.key" in locked.locked
     assert locked.keys_at(0.0) == [] and locked.signers_at(0.0) == []
-    shown = locked.public()
+    shown = locked.public(secret=True)
     assert shown["secret"] is None and shown["locked"] == locked.locked
     with pytest.raises(EndpointError, match="cannot be saved"):
         locked.to_json(VAULT)

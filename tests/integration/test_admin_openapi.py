@@ -1,0 +1,127 @@
+"""The admin API keeps to its OpenAPI description: schemathesis, every check, on a real process.
+
+schemathesis reads ``/openapi.json`` from a running ``webhookd run`` and sends requests
+generated from it, valid ones and ones that break it, to every operation; each answer
+must conform (status, headers, body), valid requests must not be refused as bad,
+invalid ones must be, and nothing may answer 5xx. Requests carry the admin token; the
+``ignored_auth`` check also tries them without it and with a made-up one. The stateful
+phase follows the description's links: an endpoint made by ``POST /v1/endpoints`` is
+then shown, changed, rotated, revealed and removed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+import trustme
+from conftest import daemon_config
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from processes import WEBHOOKD, clean_environ, write_config
+from webhookd.embedded import free_port
+
+TOKEN = "test-admin-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def admin_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``webhookd run`` on a free admin port, with a token and keys of its own."""
+    directory = tmp_path_factory.mktemp("admin-openapi")
+    port = free_port()
+    config = write_config(
+        directory / "webhookd.toml",
+        daemon_config(
+            redis_url, f"t{uuid.uuid4().hex[:12]}",
+            admin={"listen": f"127.0.0.1:{port}", "token": TOKEN}, log={"level": "error"},
+        ),
+    )  # fmt: skip
+    process = subprocess.Popen([WEBHOOKD, "--config", str(config), "run"], env=clean_environ())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{url}/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        finally:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def described(admin_url: str) -> Any:
+    """The served description, with strategies for its own string formats: https URLs
+    on made-up hosts, and one certificate with its key (so a pair always matches)."""
+    identity = trustme.CA().issue_cert("hooks.example")
+    label = st.from_regex(r"[a-z][a-z0-9]{0,15}", fullmatch=True)
+    path = st.from_regex(r"(/[A-Za-z0-9._~-]{1,12}){0,3}", fullmatch=True)
+    url = st.builds("https://{}.example{}".format, label, path)
+    schemathesis.openapi.format("webhook-url", url)
+    schemathesis.openapi.format(
+        "pem-certificate", st.just(identity.cert_chain_pems[0].bytes().decode())
+    )
+    schemathesis.openapi.format(
+        "pem-private-key", st.just(identity.private_key_pem.bytes().decode())
+    )
+    return schemathesis.openapi.from_url(f"{admin_url}/openapi.json")
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda mode: mode.value)
+def test_the_admin_api_keeps_to_its_description(described: Any, mode: GenerationMode) -> None:
+    """Every operation, from the document's whole-schema strategy (schemathesis's pytest
+    plugin, ``from_fixture``, does not run under pytest 9)."""
+    operations: set[str] = set()
+
+    @given(case=described.as_strategy(generation_mode=mode))
+    @settings(max_examples=300, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def keeps_to_it(case: Any) -> None:
+        # A query parameter whose value is an empty list is not sent at all: the server
+        # cannot refuse what it never sees.
+        assume(not any(value == [] for value in (case.query or {}).values()))
+        operations.add(f"{case.method} {case.path}")
+        case.call_and_validate(headers=HEADERS)
+
+    keeps_to_it()
+    assert {"POST /v1/endpoints", "PATCH /v1/endpoints/{id}", "GET /v1/dead"} <= operations
+
+
+def test_the_admin_api_keeps_to_its_description_across_calls(described: Any) -> None:
+    """The stateful phase: sequences of calls linked by the ids the answers give; some
+    must reach an endpoint that an earlier call made (only a followed link can)."""
+    machine = described.as_state_machine()
+    linked: list[tuple[str, int]] = []
+
+    class Calls(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": HEADERS}
+
+        def after_call(self, response: Any, case: Any) -> None:
+            if case.path.startswith("/v1/endpoints/{id}"):
+                linked.append((case.method, response.status_code))
+
+    Calls.TestCase.settings = settings(
+        max_examples=40, stateful_step_count=8, deadline=None, database=None,
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    Calls.run()
+    assert any(status < 300 for _, status in linked), linked
