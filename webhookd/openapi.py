@@ -16,6 +16,24 @@ from typing import Any
 
 from webhookd import __version__
 from webhookd.events import VENDOR_ID
+from webhookd.options import HEADER_NAME, HEADER_VALUE, RESERVED_HEADERS, RESERVED_PREFIXES
+
+_SPECIAL = frozenset(".^$*+?()[]{}|\\")
+
+
+def _any_case_alternatives(names: Iterable[str], prefixes: Iterable[str]) -> str:
+    """A pattern matching these names exactly, or starting with these prefixes, in any
+    case (JSON Schema patterns have no case-insensitive flag)."""
+
+    def any_case(text: str) -> str:
+        return "".join(
+            f"[{c.lower()}{c.upper()}]" if c.isalpha() else f"\\{c}" if c in _SPECIAL else c
+            for c in text
+        )
+
+    exact = [f"{any_case(name)}$" for name in sorted(names)]
+    return "^(" + "|".join([*exact, *(any_case(prefix) for prefix in prefixes)]) + ")"
+
 
 _OPTIONS: dict[str, Any] = {
     "retry_schedule": {
@@ -38,7 +56,11 @@ _OPTIONS: dict[str, Any] = {
     },
     "headers": {
         "type": ["object", "null"],
-        "additionalProperties": {"type": "string", "maxLength": 1024},
+        "propertyNames": {
+            "pattern": f"^{HEADER_NAME.pattern}$",
+            "not": {"pattern": _any_case_alternatives(RESERVED_HEADERS, RESERVED_PREFIXES)},
+        },
+        "additionalProperties": {"type": "string", "pattern": f"^{HEADER_VALUE.pattern}$"},
         "maxProperties": 20,
         "description": "extra headers sent with every delivery; hop-by-hop, framing and "
         "signature headers (X-Signature, X-Timestamp, X-Event-*, webhook-*, Content-Type, "

@@ -93,6 +93,8 @@ def attempt_timeout(value: Any) -> float | None:
 def concurrency(value: Any) -> int | None:
     if value is None:
         return None
+    if isinstance(value, float) and value.is_integer():  # JSON Schema's integers include 2.0
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise EndpointError(f"concurrency: a whole number from 1 to {MAX_CONCURRENCY}")
     return value
@@ -101,8 +103,8 @@ def concurrency(value: Any) -> int | None:
 def static_headers(value: Any) -> tuple[tuple[str, str], ...]:
     """Extra headers sent with every delivery: ``{"Name": "value"}``, ``"Name: value"``
     lines, or (name, value) pairs. Refused: what is not a token name or a one-line
-    visible-ASCII value, reserved headers (``RESERVED_HEADERS``, ``webhook-*``), the
-    same name twice."""
+    visible-ASCII value, reserved headers (``RESERVED_HEADERS``, ``webhook-*``). A name
+    given twice (in two spellings of case) is sent twice, as HTTP allows."""
     if value is None:
         return ()
     if isinstance(value, Mapping):
@@ -113,7 +115,6 @@ def static_headers(value: Any) -> tuple[tuple[str, str], ...]:
         raise EndpointError('headers: an object such as {"X-Team": "orders"}')
     if len(pairs) > MAX_HEADERS:
         raise EndpointError(f"headers: at most {MAX_HEADERS}")
-    seen: set[str] = set()
     checked = []
     for name, text in pairs:
         if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
@@ -121,14 +122,11 @@ def static_headers(value: Any) -> tuple[tuple[str, str], ...]:
         lower = name.lower()
         if lower in RESERVED_HEADERS or lower.startswith(RESERVED_PREFIXES):
             raise EndpointError(f"headers: {name} is set by webhookd and cannot be replaced")
-        if lower in seen:
-            raise EndpointError(f"headers: {name} is given twice")
         if not isinstance(text, str) or not HEADER_VALUE.fullmatch(text):
             raise EndpointError(
                 f"headers: the value of {name} must be one line of visible ASCII "
                 "(no CR, LF or control characters), at most 1024 characters"
             )
-        seen.add(lower)
         checked.append((name, text.strip(" \t")))
     return tuple(checked)
 

@@ -55,7 +55,6 @@ def test_reserved_headers_are_refused(name: str) -> None:
         ({"X-A:": "x"}, "not a header name"),
         ({"": "x"}, "not a header name"),
         ({"X-A": "x" * 1025}, "at most 1024"),
-        (["X-A: 1", "x-a: 2"], "given twice"),
         (["no colon"], "not 'Name: value'"),
         ({f"X-{i}": "x" for i in range(21)}, "at most 20"),
         ("X-A: 1", "an object"),
