@@ -116,15 +116,17 @@ class Process:
         wakeup = Wakeup()
         self.pipeline = Pipeline(sender=sender, recorder=self.recorder, registry=self.registry,
                                  table=table, clock=clock, wakeup=wakeup,
-                                 max_in_flight=MAX_IN_FLIGHT, concurrency=1)  # fmt: skip
+                                 max_in_flight=MAX_IN_FLIGHT)  # fmt: skip
         self.scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=readiness,
                                    table=table, lease_s=LEASE_S,
                                    room=lambda: self.pipeline.lanes.room,
-                                   take=self.pipeline.dispatch,
+                                   judge=self.pipeline.judge,
+                                   take=self.pipeline.dispatch_all,
                                    write=self.recorder.write)  # fmt: skip
         self.intake = Intake(self.store, settings.stream, consumer=consumer, table=table,
                              recorder=self.recorder, rules=event_rules(settings), clock=clock,
-                             readiness=readiness, dispatch=self.pipeline.dispatch)  # fmt: skip
+                             readiness=readiness, judge=self.pipeline.judge,
+                             dispatch=self.pipeline.dispatch_all)  # fmt: skip
         self.stream = self.store.streams[0]
 
     async def work(self, *actions: Callable[[], Awaitable[object]], record: bool = True) -> None:
