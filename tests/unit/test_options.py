@@ -87,10 +87,11 @@ def test_bad_retry_schedules_are_refused(value: object) -> None:
 def test_timeout_and_concurrency_are_checked() -> None:
     assert attempt_timeout(2.5) == 2.5 and attempt_timeout(None) is None
     assert concurrency(4) == 4 and concurrency(None) is None
+    assert concurrency(2.0) == 2  # JSON Schema's integers include 2.0
     for bad_timeout in (0, -1, 301, "5", True, float("nan")):
         with pytest.raises(EndpointError, match="timeout"):
             attempt_timeout(bad_timeout)
-    for bad_concurrency in (0, 1025, 2.0, "4", True):
+    for bad_concurrency in (0, 1025, 2.5, "4", True):
         with pytest.raises(EndpointError, match="concurrency"):
             concurrency(bad_concurrency)
 
