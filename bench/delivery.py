@@ -74,7 +74,12 @@ from workload import DATA_BYTES, percentile, publish, sample_body, xadd_ms
 SCHEMES = ("http", "https")
 PROCESS_COUNTS = (1, 2)
 QUOTA_ROUNDS = 2
-QUOTA_RUNS = tuple(f"quotas-{side}-{i}" for i in range(QUOTA_ROUNDS) for side in ("off", "on"))
+
+
+def quota_runs(rounds: int) -> tuple[str, ...]:
+    return tuple(f"quotas-{side}-{i}" for i in range(rounds) for side in ("off", "on"))
+
+
 OPS_STREAM = "webhookd:ops"  # the daemons' default: quota.exceeded would land here
 BENCH_PLANS = """\
 [plans.bench]
@@ -98,6 +103,7 @@ class Options:
     seconds: float
     profile: Path | None
     json_path: Path | None
+    quota_rounds: int = QUOTA_ROUNDS
 
     @property
     def concurrency(self) -> int:
@@ -245,7 +251,7 @@ def run_quota_check(rig: Rig, opts: Options) -> QuotaRun:
     plans.write_text(BENCH_PLANS)
     runs: dict[str, Sustained] = {}
     clean = True
-    for name in QUOTA_RUNS:
+    for name in quota_runs(opts.quota_rounds):
         extra = QUOTA_CONF.format(plans=plans, name=name) if "-on-" in name else ""
         receipts = Receipts(rig.workdir / f"{name}.log")
         config = configure_daemon(rig.workdir, name, rig.redis_url, rig.sink, "http",
@@ -265,8 +271,8 @@ def run_quota_check(rig: Rig, opts: Options) -> QuotaRun:
         clean = clean and runs[name].delivered == opts.events and not receipts.duplicates
         clean = clean and not any(left.values())
     clean = clean and not rig.client.xlen(OPS_STREAM)  # no quota.exceeded: nothing refused
-    return QuotaRun([runs[n] for n in QUOTA_RUNS if "-off-" in n],
-                    [runs[n] for n in QUOTA_RUNS if "-on-" in n], clean)  # fmt: skip
+    return QuotaRun([run for n, run in runs.items() if "-off-" in n],
+                    [run for n, run in runs.items() if "-on-" in n], clean)  # fmt: skip
 
 
 def print_header(opts: Options, sink: Sink) -> None:
@@ -299,7 +305,7 @@ def benchmark(opts: Options) -> Report:
         server = stack.enter_context(running_redis(workdir / "redis", persistent=False))
         client = stack.enter_context(redis.Redis.from_url(server.url, decode_responses=True))
         names = [f"{scheme}-{count}" for scheme in SCHEMES for count in PROCESS_COUNTS]
-        names += QUOTA_RUNS
+        names += quota_runs(opts.quota_rounds)
         sink = start_nginx(stack, workdir, [*CLIENTS, *names])
         rig = Rig(workdir, server.url, server.process.pid, client, sink, RedisMeter(client))
         load_before = load_average()
@@ -366,6 +372,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         help="py-spy the 1-process daemon over plain HTTP; raw stacks go to this file",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    parser.add_argument("--quota-rounds", type=int, default=QUOTA_ROUNDS,
+                        help="alternating rounds of the quota check, each off then on")  # fmt: skip
     args = parser.parse_args(argv)
     events = args.events if args.events is not None else 2_000 if args.quick else 20_000
     seconds = args.seconds if args.seconds is not None else 1.0 if args.quick else 5.0
@@ -373,7 +381,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         parser.error("--events must be at least 2, --vendors and --endpoint-concurrency 1")
     profile = args.profile.resolve() if args.profile else None
     json_path = args.json.resolve() if args.json else None
-    return Options(events, args.vendors, args.endpoint_concurrency, seconds, profile, json_path)
+    if args.quota_rounds < 1:
+        parser.error("--quota-rounds must be at least 1")
+    return Options(events, args.vendors, args.endpoint_concurrency, seconds, profile, json_path,
+                   args.quota_rounds)  # fmt: skip
 
 
 def main() -> None:
