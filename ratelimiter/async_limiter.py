@@ -7,7 +7,7 @@ flight pays one Redis round trip per batch, not per hit.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +42,10 @@ class AsyncMemoryBackend:
     async def decide(self, check: Check) -> Outcome:
         await anyio.lowlevel.checkpoint()
         return self.memory.decide(check)
+
+    async def decide_many(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
+        await anyio.lowlevel.checkpoint()
+        return [self.memory.decide(check) for check in checks]
 
     async def open(self) -> None:
         await anyio.lowlevel.checkpoint()
@@ -129,6 +133,27 @@ class AsyncLimiter:
     ) -> Decision:
         """Count ``cost`` units against every limit of the hit, or none if one refuses."""
         return await self._decide(self._rules.check(key, limits, plan, route, cost, True))
+
+    async def hit_many(
+        self, hits: Sequence[tuple[str, Sequence[str | Limit], int]]
+    ) -> list[Decision]:
+        """Several hits, each ``(key, limits, cost)``, decided together: one round trip on
+        Redis where concurrent ``hit`` calls may take two (the coalescer sends the first
+        alone). Each is atomic on its own, as ``hit`` is; raises BackendError if any failed."""
+        checks = [self._rules.check(key, tuple(limits), None, None, cost, True)
+                  for key, limits, cost in hits]  # fmt: skip
+        limited = [check for check in checks if check.limits]
+        outcomes = iter(await self.backend.decide_many(limited) if limited else [])
+        decisions = []
+        for check in checks:
+            if not check.limits:
+                decisions.append(unlimited(check, self._rules.clock or time.time))
+                continue
+            outcome = next(outcomes)
+            if isinstance(outcome, BackendError):
+                raise outcome
+            decisions.append(decision_of(check, outcome))
+        return decisions
 
     async def peek(
         self,

@@ -55,9 +55,11 @@ class AsyncRedisBackend:
         self._cluster = isinstance(client, coredis.RedisCluster)
         # Concurrent decisions share round trips; ``decide`` is the coalescer's own
         # entry point, one coroutine less on the hottest path.
-        self.decide: Callable[[Check], Coroutine[Any, Any, Outcome]] = Coalescer(
-            self._send, timeout_s=timeout_s
-        ).submit
+        coalescer = Coalescer(self._send, timeout_s=timeout_s)
+        self.decide: Callable[[Check], Coroutine[Any, Any, Outcome]] = coalescer.submit
+        self.decide_many: Callable[
+            [Sequence[Check]], Coroutine[Any, Any, list[Outcome | BackendError]]
+        ] = coalescer.submit_many
 
     async def open(self) -> None:
         if self._owns_client:

@@ -9,10 +9,11 @@ and only when all of them fit (and the check consumes) are they all counted. A c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from ratelimiter.decision import LimitState
-from ratelimiter.errors import ConfigError
+from ratelimiter.errors import BackendError, ConfigError
 from ratelimiter.limit import Limit
 
 
@@ -54,6 +55,10 @@ class AsyncBackend(Protocol):
     async def open(self) -> None: ...
 
     async def decide(self, check: Check) -> Outcome: ...
+
+    async def decide_many(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
+        """Several checks in one go (one round trip on Redis), each its own outcome or error."""
+        ...
 
     async def reset(self, key: str) -> None: ...
 

@@ -71,6 +71,31 @@ class Coalescer:
         assert pending.outcome is not None
         return pending.outcome
 
+    async def submit_many(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
+        """Several checks queued at once, so they go out in one round trip (unless a flush
+        is in flight, then in the next); each answered with its outcome or its error."""
+        pendings = [_Pending(check) for check in checks]
+        self._queue.extend(pendings)
+        try:
+            while True:
+                waiting = next((p for p in pendings if p.outcome is None and p.error is None),
+                               None)  # fmt: skip
+                if waiting is None:
+                    break
+                if self._flushing:
+                    waiting.wakeup = self._new_event()
+                    await waiting.wakeup.wait()
+                else:
+                    await self._flush()
+        except BaseException:
+            self._queue = [p for p in self._queue if p not in pendings]
+            self._hand_over()
+            raise
+        return [
+            p.outcome if p.error is None else BackendError(str(p.error))  # type: ignore[misc]
+            for p in pendings
+        ]
+
     async def _flush(self) -> None:
         self._flushing = True
         batch, self._queue = self._queue, []

@@ -114,11 +114,15 @@ class Quotas:
             results[slot] = await self._count(quota, len(members))
 
         try:
-            if len(counted) == 1:
-                await count(0)
-            else:
+            retry = await self._count_at_once(counted, results)
+        except RateLimiterError as exc:
+            raise StoreUnavailable(f"quota check: {exc}") from None
+        try:
+            if len(retry) == 1:
+                await count(retry[0])
+            elif retry:
                 async with trio.open_nursery() as nursery:
-                    for slot in range(len(counted)):
+                    for slot in retry:
                         nursery.start_soon(count, slot)
         except* RateLimiterError as group:
             raise StoreUnavailable(f"quota check: {group.exceptions[0]}") from None
@@ -163,6 +167,27 @@ class Quotas:
             daily_by_plan=self._daily,
             vendor_rate=self._settings.vendor_rate,
         )
+
+    async def _count_at_once(
+        self,
+        counted: list[tuple[VendorQuota, list[int]]],
+        results: list[tuple[int, Refusal | None]],
+    ) -> list[int]:
+        """Count every vendor's whole batch in one round trip; the slots (indexes into
+        ``counted``) refused or closed, which ``_count`` then settles one by one."""
+        open_slots = [slot for slot, (quota, _) in enumerate(counted) if not quota.closed]
+        wanted = [len(counted[slot][1]) for slot in open_slots]
+        hits = [(counted[slot][0].key, counted[slot][0].limits, n)
+                for slot, n in zip(open_slots, wanted, strict=True)
+                if n <= counted[slot][0].largest_hit]  # fmt: skip
+        fits = [slot for slot, n in zip(open_slots, wanted, strict=True)
+                if n <= counted[slot][0].largest_hit]  # fmt: skip
+        decisions = await self._limiter.hit_many(hits) if hits else []
+        for slot, (_, _, n), decision in zip(fits, hits, decisions, strict=True):
+            if decision.allowed:
+                results[slot] = (n, None)
+        return [slot for slot in range(len(counted))
+                if slot not in fits or results[slot][0] == 0]  # fmt: skip
 
     async def _count(self, quota: VendorQuota, wanted: int) -> tuple[int, Refusal | None]:
         """(how many of ``wanted`` deliveries were counted, the refusal of the rest).

@@ -107,3 +107,24 @@ async def test_a_limiter_used_before_it_is_entered_says_so(redis_url: str) -> No
         await limiter.hit("k", "5/m")
     with pytest.raises(BackendError, match="not open"):
         await limiter.reset("k")
+
+
+async def test_hit_many_decides_every_key_in_one_round_trip(
+    redis_url: str, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    async with AsyncLimiter.from_url(redis_url, prefix=key_prefix) as limiter:
+        before = evalsha_calls(redis_client)
+        decisions = await limiter.hit_many(
+            [("a", ["5/m"], 3), ("b", ["5/m", "100/d"], 5), ("c", ["5/m"], 6), ("d", [], 1)]
+        )
+        calls = evalsha_calls(redis_client) - before
+        assert [d.allowed for d in decisions] == [True, True, False, True]
+        assert [d.remaining for d in decisions[:2]] == [2, 0]
+        assert (await limiter.peek("c", "5/m")).remaining == 5  # a refused hit counts nothing
+    assert calls == 1
+
+
+async def test_hit_many_on_memory_matches_hit() -> None:
+    async with AsyncLimiter.from_url("memory://") as limiter:
+        decisions = await limiter.hit_many([("a", ["2/m"], 2), ("a", ["2/m"], 1)])
+    assert [d.allowed for d in decisions] == [True, False]

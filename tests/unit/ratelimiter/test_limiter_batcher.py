@@ -122,3 +122,35 @@ def test_it_coalesces_under_asyncio_too() -> None:
 
     asyncio.run(main())
     assert [len(batch) for batch in store.batches] == [1, 9]
+
+
+async def test_checks_submitted_together_go_out_in_one_round_trip(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = Store()
+    coalescer = Coalescer(store.send, timeout_s=5)
+    outcomes = await coalescer.submit_many([check("a"), check("bb"), check("ccc")])
+    assert [o.now_ms for o in outcomes if isinstance(o, Outcome)] == [1, 2, 3]
+    assert store.batches == [["a", "bb", "ccc"]]
+
+
+async def test_checks_submitted_together_wait_for_a_flush_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = Store(delay_s=1)
+    coalescer = Coalescer(store.send, timeout_s=5)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(coalescer.submit, check("first"))
+        await trio.sleep(0.1)
+        outcomes = await coalescer.submit_many([check("x"), check("yy")])
+    assert store.batches == [["first"], ["x", "yy"]]
+    assert [o.now_ms for o in outcomes if isinstance(o, Outcome)] == [1, 2]
+
+
+async def test_a_failed_round_trip_answers_each_check_with_its_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    coalescer = Coalescer(Store(fail=BackendError("boom")).send, timeout_s=5)
+    outcomes = await coalescer.submit_many([check("a"), check("b")])
+    assert [str(o) for o in outcomes] == ["boom", "boom"]
+    assert all(isinstance(o, BackendError) for o in outcomes)
