@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit
 
 import coredis
 import coredis.exceptions
@@ -20,6 +19,7 @@ from coredis.connection import TCPLocation
 from webhookd.config import RedisSettings
 from webhookd.embedded import embedded_socket, running_redis
 from webhookd.errors import GroupMissing, StoreError, StoreRefused, StoreUnavailable
+from webhookd.redis_urls import split_cluster_url
 
 log = structlog.get_logger("webhookd.redis")
 
@@ -27,7 +27,6 @@ _UNAVAILABLE_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDO
                          "NOREPLICAS", "OOM", "MOVED", "ASK")  # fmt: skip
 
 RedisClient = coredis.Redis[bytes] | coredis.RedisCluster[bytes]
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 @contextlib.contextmanager
@@ -48,23 +47,11 @@ def redis_url(settings: RedisSettings) -> Iterator[str]:
     log.info("redis.embedded_stopped", data_dir=str(settings.data_dir))
 
 
-def cluster_nodes(url: str) -> tuple[str, list[TCPLocation]]:
-    """``redis+cluster://[user:pass@]host:port,host:port/…`` as a plain URL and its nodes."""
-    scheme, _, rest = url.partition("://")
-    authority, slash, path = rest.partition("/")
-    credentials, _, hosts = authority.rpartition("@")
-    nodes = []
-    for host in hosts.split(","):
-        parts = urlsplit(f"redis://{host}")
-        nodes.append(TCPLocation(parts.hostname or "localhost", parts.port or 6379))
-    first = hosts.split(",")[0]
-    login = f"{credentials}@" if credentials else ""
-    return f"{CLUSTER_SCHEMES[scheme]}://{login}{first}{slash}{path}", nodes
-
-
 def client_for(url: str) -> RedisClient:
-    if url.partition("://")[0] in CLUSTER_SCHEMES:
-        plain, nodes = cluster_nodes(url)
+    cluster = split_cluster_url(url)
+    if cluster is not None:
+        plain, hosts = cluster
+        nodes = [TCPLocation(host, port) for host, port in hosts]
         return coredis.RedisCluster.from_url(plain, startup_nodes=nodes, decode_responses=False)
     return coredis.Redis.from_url(url, decode_responses=False)
 

@@ -6,20 +6,15 @@ import json
 import zlib
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import ClusterNode
 
 from webhookd.errors import InvalidEventError
 from webhookd.events import EVENT_ID, EVENT_TYPE, VENDOR_ID, default_event_id
+from webhookd.redis_urls import split_cluster_url
 
 DEFAULT_STREAM = "webhookd:events"
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    parts = urlsplit(f"redis://{text}")
-    return parts.hostname or "localhost", parts.port or 6379
 
 
 def partition_of(vendor: str, partitions: int) -> int:
@@ -62,14 +57,11 @@ class Publisher:
     @classmethod
     def from_url(cls, url: str, *, stream: str = DEFAULT_STREAM, partitions: int = 1) -> Publisher:
         """On ``redis://``, ``rediss://``, ``unix://`` or ``redis+cluster://host:port,…``."""
-        scheme, _, rest = url.partition("://")
-        if scheme not in ("redis+cluster", "rediss+cluster"):
+        cluster = split_cluster_url(url)
+        if cluster is None:
             return cls(redis.Redis.from_url(url), stream=stream, partitions=partitions)
-        authority, _, _ = rest.partition("/")
-        credentials, _, hosts = authority.rpartition("@")
-        nodes = [ClusterNode(*_host_port(host)) for host in hosts.split(",")]  # type: ignore[no-untyped-call]
-        login = f"{credentials}@" if credentials else ""
-        plain = f"{scheme.removesuffix('+cluster')}://{login}{hosts.split(',')[0]}"
+        plain, hosts = cluster
+        nodes = [ClusterNode(host, port) for host, port in hosts]  # type: ignore[no-untyped-call]
         client = redis.RedisCluster.from_url(plain, startup_nodes=nodes)
         return cls(client, stream=stream, partitions=partitions)
 
