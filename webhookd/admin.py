@@ -1,8 +1,10 @@
 """The admin HTTP API: endpoints, delivery records, dead letters, metrics and health.
 
 Served on ``admin.listen`` by ``httpserve``, the small server the limiter service uses too.
-Every ``/v1`` route needs ``Authorization: Bearer <admin.token>``; with no token
-configured they all answer 401. ``/metrics``, ``/healthz`` and ``/readyz`` are open.
+Every ``/v1`` route needs ``Authorization: Bearer <admin.token>`` (the operator) or a
+vendor portal token (``portal_tokens``), which sees only its vendor's data: each route
+declares its ``Scope`` and ``principals`` decides. With no admin token configured every
+``/v1`` call answers 401. ``/metrics``, ``/healthz``, ``/readyz`` and ``/portal/`` are open.
 Secrets are shown when an endpoint is made or its secret rotated, and on an explicit
 ``reveal-secret``, which is logged with the endpoint id; listings never hold them.
 """
@@ -27,7 +29,18 @@ from webhookd.errors import EndpointError, EndpointNotFound, StoreError
 from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
-from webhookd.redrive import redrive, replay
+from webhookd.owners import dead_letter_owner, endpoint_owner, event_owner
+from webhookd.portal_tokens import InvalidPortalToken, is_portal_token, verify
+from webhookd.principals import (
+    OPERATOR,
+    Principal,
+    Refusal,
+    Scope,
+    admit,
+    listing_vendor,
+    owner_of_new,
+)
+from webhookd.redrive import dead_letters, redrive, replay
 from webhookd.registry import Registry, endpoint_tls
 from webhookd.store import Store
 
@@ -35,7 +48,10 @@ log = structlog.get_logger("webhookd.admin")
 _NONE: frozenset[str] = frozenset()
 _TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
 
-Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
+Route = Callable[[Request, re.Match[str], Principal], Awaitable[Response]]
+_UNAUTHORIZED = "send Authorization: Bearer <admin.token or a portal token>"
+_WHAT = {Scope.ENDPOINT: "endpoint", Scope.EVENT: "event", Scope.DEAD: "dead letter",
+         Scope.VENDOR: "vendor"}  # fmt: skip
 
 
 class AdminApi:
@@ -49,6 +65,7 @@ class AdminApi:
         clock: EpochClock,
     ) -> None:
         self._token = token.encode() if token else None
+        self._token_text = token or ""
         self._registry = registry
         self._store = store
         self._readiness = readiness
@@ -60,20 +77,29 @@ class AdminApi:
             "/metrics": self._metrics,
             "/openapi.json": self._description,
         }
-        # method, path, handler, the query parameters it takes (others answer 400)
-        self._routes: list[tuple[str, re.Pattern[str], Route, frozenset[str]]] = [
-            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints, frozenset({"vendor"})),
-            ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint, _NONE),
-            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint, _NONE),
-            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint, _NONE),
-            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint, _NONE),
-            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate, _NONE),
-            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/reveal-secret"), self._reveal, _NONE),
-            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE),
-            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE),
-            ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"})),
-            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"})),
-        ]
+        # method, path, handler, the query parameters it takes (others answer 400), whose
+        endpoint, event, own = Scope.ENDPOINT, Scope.EVENT, Scope.OWN
+        self._routes: list[tuple[str, re.Pattern[str], Route, frozenset[str], Scope]] = [
+            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints, frozenset({"vendor"}),
+             own),
+            ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint, _NONE, own),
+            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint, _NONE,
+             endpoint),
+            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint, _NONE,
+             endpoint),
+            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint, _NONE,
+             endpoint),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate, _NONE,
+             endpoint),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/reveal-secret"), self._reveal, _NONE,
+             endpoint),
+            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE, event),
+            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE,
+             event),
+            ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"}), own),
+            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"}),
+             own),
+        ]  # fmt: skip
 
     async def handle(self, request: Request) -> Response:
         path = request.path
@@ -83,15 +109,16 @@ class AdminApi:
                 return await open_route()
             return Response.error(405, "method_not_allowed", "use GET", (("allow", "GET"),))
         allowed_methods = set()
-        for method, pattern, route, queries in self._routes:
+        for method, pattern, route, queries, scope in self._routes:
             match = pattern.fullmatch(path)
             if match is None:
                 continue
             allowed_methods.add(method)
             if method == request.method:
-                if not self._authorized(request):
+                principal = self._principal(request)
+                if principal is None:
                     return Response.error(
-                        401, "unauthorized", "send Authorization: Bearer <admin.token>",
+                        401, "unauthorized", _UNAUTHORIZED,
                         (("www-authenticate", 'Bearer realm="webhookd"'),),
                     )  # fmt: skip
                 unknown = set(_query(request)) - queries
@@ -100,7 +127,10 @@ class AdminApi:
                         400, "invalid_request", f"unknown query parameters {sorted(unknown)}"
                     )
                 try:
-                    return await route(request, match)
+                    await self._admit(principal, scope, match)
+                    return await route(request, match, principal)
+                except Refusal as refusal:
+                    return Response.error(refusal.status, refusal.error, refusal.message)
                 except EndpointNotFound as exc:
                     return Response.error(404, "not_found", str(exc))
                 except EndpointError as exc:
@@ -113,13 +143,42 @@ class AdminApi:
             return Response.error(405, "method_not_allowed", f"use {allow}", (("allow", allow),))
         return Response.error(404, "not_found", f"no route for {path}")
 
-    def _authorized(self, request: Request) -> bool:
+    def _principal(self, request: Request) -> Principal | None:
+        """The operator for the admin token, a vendor for a valid portal token, else None."""
         if self._token is None:
-            return False
+            return None
         scheme, _, offered = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(offered.strip().encode("utf-8", "replace"), self._token)
+            return None
+        offered = offered.strip()
+        if is_portal_token(offered):
+            try:
+                claims = verify(offered, admin_token=self._token_text, now_s=self._clock.now_s())
+            except InvalidPortalToken as exc:
+                log.info("admin.portal_token_refused", reason=str(exc))
+                return None
+            return Principal(claims.vendor)
+        if hmac.compare_digest(offered.encode("utf-8", "replace"), self._token):
+            return OPERATOR
+        return None
+
+    async def _admit(self, principal: Principal, scope: Scope, match: re.Match[str]) -> None:
+        """Refusal unless ``principal`` may use what the path names (looked up for vendors
+        only: the operator may use everything)."""
+        if principal.is_operator or scope in (Scope.OWN, Scope.OPERATOR):
+            admit(principal, scope, None)
+            return
+        names = match.groupdict()
+        owner: str | None = None
+        if scope is Scope.ENDPOINT:
+            owner = await endpoint_owner(self._registry, names["id"])
+        elif scope is Scope.EVENT:
+            owner = await event_owner(self._store, self._registry, names["id"])
+        elif scope is Scope.DEAD:
+            owner = await dead_letter_owner(self._store, names["id"])
+        elif scope is Scope.VENDOR:
+            owner = names["vendor"]
+        admit(principal, scope, owner, f"{_WHAT[scope]} {next(iter(names.values()), '')}")
 
     async def _health(self) -> Response:
         return Response.json(200, {"status": "ok", "version": __version__})
@@ -142,20 +201,27 @@ class AdminApi:
             return Response.json(503, {"status": "unavailable", "failing": problems})
         return Response.json(200, {"status": "ready"})
 
-    async def _list_endpoints(self, request: Request, match: re.Match[str]) -> Response:
+    async def _list_endpoints(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         vendor = _query(request).get("vendor")
         if vendor == "":
             return Response.error(400, "invalid_request", "vendor: a vendor id, not empty")
+        vendor = listing_vendor(principal, vendor)
         endpoints = await self._registry.all()
         return Response.json(
             200, [e.public() for e in endpoints if vendor is None or e.vendor == vendor]
         )
 
-    async def _create_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+    async def _create_endpoint(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         body = _object(request)
         if isinstance(body, Response):
             return body
         vendor, url = body.get("vendor"), body.get("url")
+        if vendor is None or isinstance(vendor, str):
+            vendor = owner_of_new(principal, vendor)
         if not isinstance(vendor, str) or not isinstance(url, str):
             return Response.error(400, "invalid_request", "vendor and url are required strings")
         events = body.get("events", ["*"])
@@ -177,10 +243,14 @@ class AdminApi:
         )  # fmt: skip
         return Response.json(201, endpoint.public(secret=True))
 
-    async def _show_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+    async def _show_endpoint(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         return Response.json(200, (await self._registry.get(match["id"])).public())
 
-    async def _patch_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+    async def _patch_endpoint(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         body = _object(request)
         if isinstance(body, Response):
             return body
@@ -197,11 +267,15 @@ class AdminApi:
         endpoint = await self._registry.update(match["id"], body)
         return Response.json(200, endpoint.public())
 
-    async def _delete_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+    async def _delete_endpoint(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         await self._registry.remove(match["id"])
         return Response(204)
 
-    async def _rotate(self, request: Request, match: re.Match[str]) -> Response:
+    async def _rotate(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         body = _object(request) if request.body else {}
         if isinstance(body, Response):
             return body
@@ -221,12 +295,16 @@ class AdminApi:
         )
         return Response.json(200, endpoint.public(secret=True))
 
-    async def _reveal(self, request: Request, match: re.Match[str]) -> Response:
+    async def _reveal(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         endpoint = await self._registry.get(match["id"])
         log.warning("admin.secret_revealed", endpoint_id=endpoint.id, vendor=endpoint.vendor)
         return Response.json(200, endpoint.public(secret=True))
 
-    async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
+    async def _show_event(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         event_id = match["id"]
         found = await self._store.event_record(event_id)
         if found is None:
@@ -238,7 +316,9 @@ class AdminApi:
         ]
         return Response.json(200, {"event_id": event_id, "deliveries": deliveries})
 
-    async def _replay_event(self, request: Request, match: re.Match[str]) -> Response:
+    async def _replay_event(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         event_id = match["id"]
         replayed = await replay(self._store, event_id, self._clock.now_s())
         if replayed is None:
@@ -247,21 +327,31 @@ class AdminApi:
             )
         return Response.json(202, {"event_id": event_id, "replayed": replayed})
 
-    async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
+    async def _list_dead(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         try:
             limit = int(_query(request).get("limit", "100"))
         except ValueError:
             limit = 0
         if not 1 <= limit <= 1000:
             return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
-        letters = await self._store.dead_letters(limit)
+        letters = await dead_letters(self._store, limit, vendor=listing_vendor(principal, None))
         return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
 
-    async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
+    async def _redrive(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
         endpoint_id = _query(request).get("endpoint_id")
         if endpoint_id == "":
             return Response.error(400, "invalid_request", "endpoint_id: an endpoint id, not empty")
-        count = await redrive(self._store, self._clock.now_s(), endpoint_id=endpoint_id)
+        vendor = listing_vendor(principal, None)
+        if vendor is not None and endpoint_id is not None:
+            owner = await endpoint_owner(self._registry, endpoint_id)
+            admit(principal, Scope.ENDPOINT, owner, f"endpoint {endpoint_id}")
+        count = await redrive(
+            self._store, self._clock.now_s(), endpoint_id=endpoint_id, vendor=vendor
+        )
         return Response.json(202, {"redriven": count})
 
 

@@ -263,9 +263,11 @@ def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
 
 # registered last: the vendor commands use the helpers above
 from webhookd.endpoint_cli import endpoint  # noqa: E402
+from webhookd.portal_cli import portal  # noqa: E402
 from webhookd.vendor_cli import vendor  # noqa: E402
 
 cli.add_command(endpoint)
+cli.add_command(portal)
 cli.add_command(vendor)
 
 if __name__ == "__main__":

@@ -51,9 +51,28 @@ async def replay(store: Store, event_id: str, now_s: float) -> list[str] | None:
     return sorted(states)
 
 
-async def redrive(store: Store, now_s: float, *, endpoint_id: str | None = None) -> int:
-    """Schedule every dead delivery (of one endpoint, if given) for a fresh round of
-    attempts; malformed entries, which name no endpoint, stay where they are."""
+async def dead_letters(
+    store: Store, limit: int, *, vendor: str | None = None
+) -> list[tuple[str, dict[str, str]]]:
+    """Up to ``limit`` dead letters, oldest first; with ``vendor``, only that vendor's."""
+    if vendor is None:
+        return await store.dead_letters(limit)
+    found: list[tuple[str, dict[str, str]]] = []
+    start = "-"
+    while len(found) < limit:
+        letters = await store.dead_letters(REDRIVE_PAGE, start)
+        found += [letter for letter in letters if letter[1].get("vendor") == vendor]
+        if len(letters) < REDRIVE_PAGE:
+            break
+        start = "(" + letters[-1][0]
+    return found[:limit]
+
+
+async def redrive(
+    store: Store, now_s: float, *, endpoint_id: str | None = None, vendor: str | None = None
+) -> int:
+    """Schedule every dead delivery (of one endpoint, of one vendor, if given) for a fresh
+    round of attempts; malformed entries, which name no endpoint, stay where they are."""
     redriven = 0
     start = "-"
     while True:
@@ -63,6 +82,8 @@ async def redrive(store: Store, now_s: float, *, endpoint_id: str | None = None)
         for dead_id, fields in letters:
             delivery = from_dead_letter(fields, store.streams[0])
             if delivery is None or endpoint_id not in (None, delivery.endpoint_id):
+                continue
+            if vendor not in (None, delivery.event.vendor):
                 continue
             scheduled.append(ScheduleRetry(delivery, now_s))
             removed.append(RemoveDeadLetter(dead_id))
