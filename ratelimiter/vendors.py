@@ -145,6 +145,18 @@ class AsyncVendorPlans:
             found = await self._client.hget(record_key(self._prefix, _vendor(vendor)), PLAN_FIELD)
         return _text(found)
 
+    async def plans(self) -> dict[str, str]:
+        """Every vendor that has a record, with its plan (SCAN: for listings, not hot paths)."""
+        head = record_key(self._prefix, "")
+        found: dict[str, str] = {}
+        with _translated_async():
+            async for name in self._client.scan_iter(match=f"{head}*", type_="hash"):
+                key = _text(name) or ""
+                plan = _text(await self._client.hget(key, PLAN_FIELD))
+                if plan is not None:
+                    found[key[len(head) :]] = plan
+        return dict(sorted(found.items()))
+
     async def usage(self, vendor: str, plan: str) -> tuple[LimitUsage, ...]:
         """Per limit of ``plan``: what ``vendor``'s keys used of it (nothing is counted)."""
         key = quota_key(_vendor(vendor))

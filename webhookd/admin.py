@@ -30,6 +30,7 @@ from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
 from webhookd.owners import dead_letter_owner, endpoint_owner, event_owner
+from webhookd.portal_assets import PortalAssets
 from webhookd.portal_tokens import InvalidPortalToken, is_portal_token, verify
 from webhookd.principals import (
     OPERATOR,
@@ -43,6 +44,7 @@ from webhookd.principals import (
 from webhookd.redrive import dead_letters, redrive, replay
 from webhookd.registry import Registry, endpoint_tls
 from webhookd.store import Store
+from webhookd.vendor_api import VendorApi
 
 log = structlog.get_logger("webhookd.admin")
 _NONE: frozenset[str] = frozenset()
@@ -63,6 +65,7 @@ class AdminApi:
         store: Store,
         readiness: Readiness,
         clock: EpochClock,
+        vendors: VendorApi | None = None,
     ) -> None:
         self._token = token.encode() if token else None
         self._token_text = token or ""
@@ -99,10 +102,14 @@ class AdminApi:
             ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"}), own),
             ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"}),
              own),
+            *(vendors.routes() if vendors is not None else ()),
         ]  # fmt: skip
+        self._portal = PortalAssets()
 
     async def handle(self, request: Request) -> Response:
         path = request.path
+        if path == "/portal" or path.startswith("/portal/"):
+            return self._portal.answer(request.method, path)
         open_route = self._open.get(path)
         if open_route is not None:
             if request.method in ("GET", "HEAD"):

@@ -97,3 +97,46 @@ def event_rules(settings: Settings) -> EventRules:
     if settings.events.unknown == "dead_letter":
         known = frozenset(load_catalog(settings.events.catalog).types)
     return EventRules(max_body_bytes=settings.delivery.max_payload_bytes, known_types=known)
+
+
+# What an event of each group carries, for the portal's examples and the vendor docs;
+# a type's own fields are added by its name below.
+_GROUP_EXAMPLES: dict[str, dict[str, Any]] = {
+    "order": {"order_id": "ord_1001", "currency": "EUR", "total": "59.90",
+              "lines": [{"sku": "TSHIRT-M", "quantity": 2, "price": "29.95"}]},
+    "product": {"product_id": "prod_204", "sku": "TSHIRT-M", "title": "T-shirt, medium",
+                "price": "29.95", "currency": "EUR"},
+    "inventory": {"sku": "TSHIRT-M", "warehouse": "wh_main", "available": 3, "threshold": 5},
+    "payment": {"payment_id": "pay_7731", "order_id": "ord_1001", "amount": "59.90",
+                "currency": "EUR"},
+    "payout": {"payout_id": "po_88", "amount": "1240.00", "currency": "EUR",
+               "arrival_date": "2026-12-04"},
+    "customer": {"customer_id": "cus_512", "email": "buyer@example.com", "name": "Ada Buyer"},
+    "shipment": {"shipment_id": "shp_31", "order_id": "ord_1001", "carrier": "DHL",
+                 "tracking_number": "JD014600003828"},
+}  # fmt: skip
+_NAME_EXAMPLES: dict[str, dict[str, Any]] = {
+    "cancelled": {"reason": "buyer_request"},
+    "failed": {"reason": "card_declined"},
+    "dispute_closed": {"outcome": "won"},
+    "price_changed": {"previous_price": "34.95"},
+    "review_posted": {"rating": 5, "comment": "Fits well."},
+    "partially_refunded": {"refunded": "10.00"},
+}
+
+
+def example_data(event_type: str) -> dict[str, Any]:
+    """Data a typical event of this type carries (made up, but of the real shape)."""
+    group, _, name = event_type.rpartition(".")
+    base = _GROUP_EXAMPLES.get(group, {f"{group.replace('.', '_')}_id": f"{group}_1"})
+    return {**base, **_NAME_EXAMPLES.get(name, {})}
+
+
+def example_body(event_type: str) -> dict[str, Any]:
+    """The delivery body a receiver gets for an event of this type (the contract's shape)."""
+    return {
+        "event": event_type,
+        "event_id": "evt_1764590400000-0",
+        "timestamp": "2026-12-01T12:00:00Z",
+        "data": example_data(event_type),
+    }

@@ -49,6 +49,7 @@ from webhookd.scheduler import Scheduler, Wakeup
 from webhookd.sender import Sender
 from webhookd.store import Store
 from webhookd.transport import Transport
+from webhookd.vendor_api import vendor_api
 
 log = structlog.get_logger("webhookd.daemon")
 
@@ -138,8 +139,9 @@ class Daemon:
                         recorder=recorder, rules=event_rules(settings), clock=clock,
                         readiness=self.readiness, judge=pipeline.judge,
                         dispatch=pipeline.dispatch_all)  # fmt: skip
+        vendors = vendor_api(self._client, settings, self.registry, clock)
         admin = AdminApi(token=settings.admin.token, registry=self.registry, store=self.store,
-                         readiness=self.readiness, clock=clock)  # fmt: skip
+                         readiness=self.readiness, clock=clock, vendors=vendors)  # fmt: skip
         log.info("daemon.started", consumer=self.consumer, streams=self.store.streams,
                  group=settings.stream.group)  # fmt: skip
         host, port = settings.admin.address

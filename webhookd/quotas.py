@@ -96,6 +96,11 @@ class Quotas:
         self._horizon: dict[str, float] = {}  # vendor -> end of this process's deferrals
         self._announced: dict[tuple[str, str], int] = {}  # (vendor, limit) -> window announced
 
+    @property
+    def plan_names(self) -> list[str]:
+        """The plans of the plans file."""
+        return sorted(self._daily)
+
     async def judge(self, deliveries: Sequence[Delivery]) -> list[Verdict]:
         """Count ``deliveries`` against their vendors' quotas: None for each that may go
         now, else what to do with it. Raises StoreUnavailable when Redis fails."""
