@@ -73,7 +73,8 @@ class AdminApi:
         self._store = store
         self._readiness = readiness
         self._clock = clock
-        self._openapi = document(accepted_patterns(registry.catalog))
+        plans = vendors.plan_names if vendors is not None else ()
+        self._openapi = document(accepted_patterns(registry.catalog), plans)
         self._open: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._health,
             "/readyz": self._ready,

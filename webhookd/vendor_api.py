@@ -51,6 +51,10 @@ class VendorApi:
         self._catalog = catalog
         self._clock = clock
 
+    @property
+    def plan_names(self) -> list[str]:
+        return self._quotas.plan_names
+
     def routes(self) -> list[tuple[str, re.Pattern[str], Any, frozenset[str], Scope]]:
         """Method, path, handler, query parameters, scope: rows of the admin route table."""
         return [
@@ -122,7 +126,7 @@ class VendorApi:
         if not isinstance(body, dict) or set(body) - {"plan"}:
             return Response.error(400, "invalid_request", 'body: {"plan": a plan or null}')
         plan = body.get("plan")
-        known = self._quotas.plan_names
+        known = self.plan_names
         if plan is not None and (not isinstance(plan, str) or plan not in known):
             return Response.error(
                 400, "invalid_request", f"plan: one of {', '.join(sorted(known))}, or null"

@@ -14,7 +14,7 @@ function h(tag, attrs, ...children) {
     else if (value === true) el.setAttribute(name, "");
     else if (value !== false && value !== null && value !== undefined) el.setAttribute(name, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }

@@ -1,0 +1,289 @@
+"""The vendor portal in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, driven by Selenium) against a ``webhookd run`` process and a real
+receiver on loopback.
+
+A vendor logs in with a portal token, adds an endpoint, sees an event it published
+delivered, replays it, reveals its secret in the verification snippets and makes an
+API key; another vendor's token then sees none of it; the operator sees every vendor.
+Each page is saved as a screenshot under ``build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import daemon_config
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
+
+from processes import WEBHOOKD, clean_environ, write_config
+from webhookd.embedded import free_port
+
+ADMIN = "browser-admin-token"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+WAIT_S = 15
+
+
+class Hooks:
+    """What the receiver got: (path, event id) per request, answered 200."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def count(self, event_id: str) -> int:
+        with self.lock:
+            return sum(1 for _, got in self.received if got == event_id)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[tuple[str, Hooks]]:
+    hooks = Hooks()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            with hooks.lock:
+                hooks.received.append((self.path, self.headers.get("x-event-id", "")))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks", hooks
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def config(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    return write_config(
+        tmp_path_factory.mktemp("portal") / "webhookd.toml",
+        daemon_config(
+            redis_url, prefix, admin={"listen": f"127.0.0.1:{port}", "token": ADMIN},
+            quotas={"default_plan": "basic", "limiter_prefix": f"{prefix}:rl"},
+            log={"level": "error"},
+        ),
+    )  # fmt: skip
+
+
+def cli(config: Path, *args: str) -> str:
+    result = subprocess.run(
+        [WEBHOOKD, "--config", str(config), *args],
+        capture_output=True, text=True, env=clean_environ(), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def portal_url(config: Path) -> Iterator[str]:
+    """``webhookd run`` with this config; the portal's URL once it answers."""
+    listen = next(line for line in config.read_text().splitlines() if "listen" in line)
+    base = "http://" + listen.split('"')[1]
+    process = subprocess.Popen([WEBHOOKD, "--config", str(config), "run"], env=clean_environ())
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base}/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"{base}/portal/"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        finally:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if shutil.which(p) is None]
+    if missing:
+        pytest.fail(
+            f"the browser tests need Debian's chromium and chromium-driver; missing {missing} "
+            "(scripts/test installs them: apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Portal:
+    """The portal as a user drives it: pages by hash, forms, buttons, waits."""
+
+    def __init__(self, driver: WebDriver, url: str) -> None:
+        self.driver = driver
+        self.url = url
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def wait(self, check: Callable[[WebDriver], Any], what: str) -> Any:
+        return WebDriverWait(self.driver, WAIT_S).until(check, f"waited for {what}")
+
+    def find(self, css: str) -> WebElement:
+        return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), css)
+
+    def text_of(self, css: str) -> str:
+        return "\n".join(e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css))
+
+    def log_in(self, token: str, landing: str) -> None:
+        self.driver.get(self.url)
+        self.driver.execute_script("sessionStorage.clear()")
+        self.driver.get(self.url + "#/")
+        self.driver.refresh()
+        self.find("#token").send_keys(token)
+        self.find("form button[type=submit]").click()
+        self.find(f'section[data-page="{landing}"]')
+
+    def open(self, page: str, section: str) -> None:
+        self.driver.get(f"{self.url}#/{page}")
+        self.find(f'section[data-page="{section}"]')
+
+    def fill(self, form_of: str, values: dict[str, str]) -> None:
+        """Fill the form inside the section titled ``form_of`` and submit it."""
+        form = self.find(f'section[data-page="{form_of}"] form')
+        for name, value in values.items():
+            box = form.find_element(By.NAME, name)
+            box.clear()
+            box.send_keys(value)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    def button(self, within: str, label: str) -> None:
+        scope = self.find(within)
+
+        def labelled(_: WebDriver) -> WebElement | None:
+            buttons = scope.find_elements(By.TAG_NAME, "button")
+            return next((b for b in buttons if b.text == label), None)
+
+        self.wait(labelled, f"button {label}").click()
+
+    def flash(self, contains: str) -> str:
+        return str(self.wait(lambda d: contains in (t := self.text_of("#flash")) and t, contains))
+
+    def shot(self, name: str) -> None:
+        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
+    browser: WebDriver, portal_url: str, config: Path, receiver: tuple[str, Hooks]
+) -> None:
+    hook_url, hooks = receiver
+    portal = Portal(browser, portal_url)
+    mine, theirs = cli(config, "portal", "token", "v_1"), cli(config, "portal", "token", "v_2")
+
+    portal.log_in(mine, "Endpoints")
+    assert "vendor v_1" in portal.text_of("#who")
+    portal.fill("Add an endpoint", {"url": hook_url, "events": "order.*"})
+    secret = portal.find("#shown-once .secret").text
+    assert secret.startswith("whsec_")
+    [row] = browser.find_elements(By.CSS_SELECTOR, "tr[data-endpoint]")
+    endpoint_id = row.get_attribute("data-endpoint")
+    assert hook_url in row.text and "order.*" in row.text
+    portal.shot("endpoints")
+
+    event_id = cli(config, "publish", "order.created", "--vendor", "v_1",
+                   "--data", json.dumps({"order_id": "ord_1"}))  # fmt: skip
+    portal.wait(lambda d: hooks.count(event_id) == 1, "the delivery")
+    portal.open("deliveries", "Deliveries")
+
+    def delivered(_: WebDriver) -> bool:
+        portal.fill("Find an event", {"event_id": event_id})
+        return "delivered" in portal.text_of(f'#event-found tr[data-event="{event_id}"]')
+
+    portal.wait(delivered, "the delivery shown as delivered")
+    assert endpoint_id in portal.text_of("#event-found")
+    portal.shot("deliveries")
+    portal.button("#event-found", "Replay")
+    portal.flash(f"Replayed {event_id} to 1 endpoint")
+    portal.wait(lambda d: hooks.count(event_id) == 2, "the replayed delivery")
+
+    portal.open("catalog", "Event catalog")
+    assert "order.created" in portal.text_of('section[data-page="Event catalog"]')
+    portal.button('section[data-page="Verifying signatures"]', "Reveal secret in the snippets")
+    portal.wait(lambda d: secret in portal.text_of("pre"), "the secret in the snippets")
+    portal.shot("catalog")
+
+    portal.open("keys", "API keys")
+    assert "basic" in portal.text_of('section[data-page="Usage"]')
+    portal.button('section[data-page="API keys"]', "Create API key")
+    key = portal.find("#key-once .secret").text
+    assert key.startswith("mk_live_")
+    portal.find("tr[data-key]")
+    portal.shot("keys")
+
+    portal.button("header", "Log out")
+    portal.log_in(theirs, "Endpoints")
+    assert "vendor v_2" in portal.text_of("#who")
+    assert browser.find_elements(By.CSS_SELECTOR, "tr[data-endpoint]") == []
+    page = browser.page_source
+    assert endpoint_id not in page and hook_url not in page
+    portal.open("deliveries", "Deliveries")
+    portal.fill("Find an event", {"event_id": event_id})
+    portal.flash(f"no event {event_id}")
+    assert portal.text_of("#event-found") == ""
+    portal.open("keys", "API keys")
+    assert browser.find_elements(By.CSS_SELECTOR, "tr[data-key]") == []
+    assert key not in browser.page_source and secret not in browser.page_source
+    portal.shot("other-vendor")
+
+    portal.button("header", "Log out")
+    portal.log_in(ADMIN, "Last hour")
+    portal.shot("operator")
+    portal.open("vendors", "Vendors")
+    vendors = portal.text_of('section[data-page="Vendors"] tbody')
+    assert "v_1" in vendors and "v_2" not in vendors and "default" in vendors
+    portal.shot("vendors")
+    for name in ("endpoints", "deliveries", "catalog", "keys", "other-vendor", "operator"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000
+    print(f"screenshots in {SCREENSHOTS}")
+
+
+def test_the_portal_refuses_a_made_up_token(browser: WebDriver, portal_url: str) -> None:
+    portal = Portal(browser, portal_url)
+    browser.get(portal_url)
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    portal.find("#token").send_keys("wpt_made.up")
+    portal.find("form button[type=submit]").click()
+    portal.flash("not valid")
+    assert browser.execute_script("return sessionStorage.length") == 0
