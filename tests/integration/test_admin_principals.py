@@ -11,6 +11,7 @@ import trio
 from conftest import AsyncRedis, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
+from ratelimiter import AsyncVendorPlans
 from webhookd.config import Settings
 from webhookd.daemon import Daemon
 from webhookd.portal_tokens import issue
@@ -135,7 +136,7 @@ async def test_no_admin_token_means_no_portal_token_either(
 
 
 async def test_vendors_keys_usage_and_catalog(
-    make_settings: Callable[..., Settings], key_prefix: str
+    make_settings: Callable[..., Settings], key_prefix: str, aredis: AsyncRedis
 ) -> None:
     settings = make_settings(quotas={"default_plan": "basic", "limiter_prefix": f"{key_prefix}:rl"})
     one = bearer("v_1")
@@ -154,8 +155,15 @@ async def test_vendors_keys_usage_and_catalog(
         assert usage["webhooks"]["daily_quota"]["amount"] == 100
         bad_plan = await http.post("/v1/vendors/v_1/keys", headers=one, json={"plan": "gold"})
         assert bad_plan.status_code == 400 and "basic" in bad_plan.text
+        plans = AsyncVendorPlans(aredis, prefix=f"{key_prefix}:rl")
+        await plans.set_plan("v_3", "growth")
         vendors = (await http.get("/v1/vendors", headers=OPERATOR)).json()
-        assert vendors == [{"vendor": "v_1", "plan": None, "endpoints": 1, "api_keys": 1}]
+        assert vendors == [
+            {"vendor": "v_1", "plan": None, "endpoints": 1, "api_keys": 1},
+            {"vendor": "v_3", "plan": "growth", "endpoints": 0, "api_keys": 0},
+        ]
+        growth = (await http.get("/v1/vendors/v_3", headers=OPERATOR)).json()
+        assert (growth["plan"], growth["burst_headroom"]) == ("growth", 200)
         revoked = await http.delete(f"/v1/vendors/v_1/keys/{key['id']}", headers=one)
         assert revoked.status_code == 200 and revoked.json()["revoked"] is not None
         catalog = (await http.get("/v1/catalog", headers=one)).json()

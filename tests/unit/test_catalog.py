@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from webhookd.catalog import Catalog, catalog_path, event_rules, load_catalog, parse_catalog
+from webhookd.catalog import (
+    Catalog,
+    catalog_path,
+    event_rules,
+    example_body,
+    example_data,
+    load_catalog,
+    parse_catalog,
+)
 from webhookd.config import settings_from_mapping
 from webhookd.errors import ConfigError, EndpointError, InvalidEventError
 from webhookd.events import EventRules, parse_entry
@@ -162,3 +170,15 @@ def test_a_refusal_names_the_catalog_it_checked() -> None:
     catalog = Catalog({"a.b": "x"}, "here")
     with pytest.raises(EndpointError, match="matches no event type in here"):
         catalog.check(["c.*"])
+
+
+def test_every_shipped_type_has_an_example_delivery_body_of_its_group() -> None:
+    for event_type in CATALOG.types:
+        body = example_body(event_type)
+        assert set(body) == {"event", "event_id", "timestamp", "data"}
+        assert body["event"] == event_type and body["data"], event_type
+        json.dumps(body)  # a JSON document, as a receiver gets it
+    assert "order_id" in example_data("order.created")
+    assert "tracking_number" in example_data("shipment.label_created")
+    assert example_data("order.cancelled")["reason"]
+    assert example_data("loyalty.points_added") == {"loyalty_id": "loyalty_1"}
