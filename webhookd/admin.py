@@ -28,6 +28,7 @@ from webhookd.clock import EpochClock
 from webhookd.errors import EndpointError, EndpointNotFound, StoreError
 from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
+from webhookd.openapi_vendors import add_vendor_paths
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
 from webhookd.owners import dead_letter_owner, endpoint_owner, event_owner
 from webhookd.portal_assets import PortalAssets
@@ -73,8 +74,9 @@ class AdminApi:
         self._store = store
         self._readiness = readiness
         self._clock = clock
-        plans = vendors.plan_names if vendors is not None else ()
-        self._openapi = document(accepted_patterns(registry.catalog), plans)
+        self._openapi = document(accepted_patterns(registry.catalog))
+        if vendors is not None:
+            self._openapi = add_vendor_paths(self._openapi, vendors.plan_names)
         self._open: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._health,
             "/readyz": self._ready,
