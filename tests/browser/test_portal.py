@@ -11,9 +11,11 @@ Each page is saved as a screenshot under ``build/screenshots/``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -43,15 +45,18 @@ WAIT_S = 15
 
 
 class Hooks:
-    """What the receiver got: (path, event id) per request, answered 200."""
+    """What the receiver got: (event id, headers, body) per request, answered 200."""
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, str]] = []
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
         self.lock = threading.Lock()
 
-    def count(self, event_id: str) -> int:
+    def of(self, event_id: str) -> list[tuple[dict[str, str], bytes]]:
         with self.lock:
-            return sum(1 for _, got in self.received if got == event_id)
+            return [(headers, body) for got, headers, body in self.received if got == event_id]
+
+    def count(self, event_id: str) -> int:
+        return len(self.of(event_id))
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +65,10 @@ def receiver() -> Iterator[tuple[str, Hooks]]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            headers = {name.lower(): value for name, value in self.headers.items()}
             with hooks.lock:
-                hooks.received.append((self.path, self.headers.get("x-event-id", "")))
+                hooks.received.append((headers.get("x-event-id", ""), headers, body))
             self.send_response(200)
             self.send_header("content-length", "2")
             self.end_headers()
@@ -204,8 +210,29 @@ class Portal:
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
 
+def snippets_verify(portal: Portal, headers: dict[str, str], body: bytes, tmp_path: Path) -> None:
+    """The verification snippets, as the portal shows them with the revealed secret,
+    accept a delivery the receiver got."""
+    python = portal.text_of("#python-snippet")
+    script = f"request_body = {body!r}\nrequest_headers = {headers!r}\n{python}\nprint(payload)"
+    checked = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert checked.returncode == 0 and "ord_1" in checked.stdout, checked.stderr
+    (tmp_path / "body.json").write_bytes(body)
+    shell = subprocess.run(
+        ["bash", "-c", portal.text_of("#shell-snippet")], cwd=tmp_path, capture_output=True,
+        text=True, env={"PATH": os.environ["PATH"], "X_TIMESTAMP": headers["x-timestamp"]},
+    )  # fmt: skip
+    assert shell.stdout.strip() == headers["x-signature"], shell.stderr
+    if shutil.which("node") is None:
+        print("node is not installed: the Node.js snippet was not run")
+        return
+    given = f"const headers = {json.dumps(headers)};\nconst rawBody = {json.dumps(body.decode())};"
+    node = f"{given}\n{portal.text_of('#node-snippet')}\nprocess.exit(ok ? 0 : 1);"
+    assert subprocess.run(["node", "-e", node], capture_output=True).returncode == 0
+
+
 def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
-    browser: WebDriver, portal_url: str, config: Path, receiver: tuple[str, Hooks]
+    browser: WebDriver, portal_url: str, config: Path, receiver: tuple[str, Hooks], tmp_path: Path
 ) -> None:
     hook_url, hooks = receiver
     portal = Portal(browser, portal_url)
@@ -242,6 +269,8 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
     portal.button('section[data-page="Verifying signatures"]', "Reveal secret in the snippets")
     portal.wait(lambda d: secret in portal.text_of("pre"), "the secret in the snippets")
     portal.shot("catalog")
+    headers, body = hooks.of(event_id)[0]
+    snippets_verify(portal, headers, body, tmp_path)
 
     portal.open("keys", "API keys")
     assert "basic" in portal.text_of('section[data-page="Usage"]')

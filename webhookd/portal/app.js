@@ -278,17 +278,17 @@ function snippets(secret) {
   const shown = secret || "whsec_…";
   return [
     h("h3", {}, "Python (webhookd.verify)"),
-    h("pre", {}, `from webhookd.verify import verify, InvalidSignature\n\n` +
+    h("pre", { id: "python-snippet" }, `from webhookd.verify import verify, InvalidSignature\n\n` +
       `payload = verify(request_body, request_headers, "${shown}")  # raises InvalidSignature`),
     h("h3", {}, "Node.js (crypto)"),
-    h("pre", {}, `const crypto = require("crypto");\n` +
+    h("pre", { id: "node-snippet" }, `const crypto = require("crypto");\n` +
       `const key = Buffer.from("${shown}".slice(6), "base64");\n` +
       `const signed = \`\${headers["webhook-id"]}.\${headers["webhook-timestamp"]}.\${rawBody}\`;\n` +
       `const expected = "v1," + crypto.createHmac("sha256", key).update(signed).digest("base64");\n` +
       `const ok = headers["webhook-signature"].split(" ").some((s) =>\n` +
       `  s.length === expected.length && crypto.timingSafeEqual(Buffer.from(s), Buffer.from(expected)));`),
     h("h3", {}, "Shell (openssl)"),
-    h("pre", {}, `key_hex=$(printf %s '${shown}' | cut -c7- | base64 -d | xxd -p -c 256)\n` +
+    h("pre", { id: "shell-snippet" }, `key_hex=$(printf %s '${shown}' | cut -c7- | base64 -d | od -An -v -tx1 | tr -d ' \\n')\n` +
       `printf '%s.%s' "$X_TIMESTAMP" "$(cat body.json)" |\n` +
       `  openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key_hex" | sed 's/^.* /sha256=/'\n` +
       `# compare with the X-Signature header`),
