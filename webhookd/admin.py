@@ -153,6 +153,10 @@ class AdminApi:
             return Response.error(405, "method_not_allowed", f"use {allow}", (("allow", allow),))
         return Response.error(404, "not_found", f"no route for {path}")
 
+    def scopes(self) -> list[tuple[str, re.Pattern[str], Scope]]:
+        """Each route's method, path pattern and scope: what the authorization tests walk."""
+        return [(method, pattern, scope) for method, pattern, _, _, scope in self._routes]
+
     def _principal(self, request: Request) -> Principal | None:
         """The operator for the admin token, a vendor for a valid portal token, else None."""
         if self._token is None:

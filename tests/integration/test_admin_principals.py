@@ -3,6 +3,7 @@ dead letters, keys and usage, and nothing of another vendor's, on every route.""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -12,10 +13,14 @@ from conftest import AsyncRedis, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 from ratelimiter import AsyncVendorPlans
+from webhookd.admin import AdminApi
+from webhookd.clock import EpochClock
 from webhookd.config import Settings
 from webhookd.daemon import Daemon
 from webhookd.portal_tokens import issue
+from webhookd.principals import Scope
 from webhookd.publisher import Publisher
+from webhookd.vendor_api import vendor_api
 
 ADMIN = "test-admin-token"
 OPERATOR = {"Authorization": f"Bearer {ADMIN}"}
@@ -24,6 +29,21 @@ OPERATOR = {"Authorization": f"Bearer {ADMIN}"}
 def bearer(vendor: str, ttl_s: int = 600, now_s: float | None = None) -> dict[str, str]:
     token = issue(vendor, admin_token=ADMIN, now_s=now_s or time.time(), ttl_s=ttl_s)
     return {"Authorization": f"Bearer {token}"}
+
+
+def routes_of(
+    daemon: Daemon, settings: Settings, client: AsyncRedis
+) -> list[tuple[str, re.Pattern[str], Scope]]:
+    """The daemon's admin route table (an AdminApi built as the daemon builds its own)."""
+    clock = EpochClock()
+    vendors = vendor_api(client, settings, daemon.registry, clock)
+    return AdminApi(token=ADMIN, registry=daemon.registry, store=daemon.store,
+                    readiness=daemon.readiness, clock=clock, vendors=vendors).scopes()  # fmt: skip
+
+
+def fill(pattern: re.Pattern[str], values: dict[str, str]) -> str:
+    """A path matching ``pattern``, its named groups replaced by ``values``."""
+    return re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda group: values[group[1]], pattern.pattern)
 
 
 def client_for(daemon: Daemon) -> httpx.AsyncClient:
@@ -88,6 +108,30 @@ async def test_a_vendor_token_never_reaches_another_vendors_data(
             assert answer.json()["error"] == "not_found" and "whsec_" not in answer.text
         missing = await http.get("/v1/endpoints/ep_missing", headers=one)
         assert missing.json()["message"] == "no endpoint ep_missing"
+
+        # Walk the route table itself, so a route added later is held to the same rule:
+        # what names another vendor's thing is 404, operator routes 403, and the vendor's
+        # own listings hold nothing of the other vendor's.
+        named = {Scope.ENDPOINT: {"id": other["id"]}, Scope.EVENT: {"id": other_event},
+                 Scope.DEAD: {"id": dead["id"]},
+                 Scope.VENDOR: {"vendor": "v_2", "key_id": key["id"]}}  # fmt: skip
+        table = routes_of(daemon, settings, aredis)
+        assert {scope for _, _, scope in table} >= set(Scope) - {Scope.DEAD}
+        for method, pattern, scope in table:
+            if scope in (Scope.OWN, Scope.OPERATOR):  # a path naming a thing names its owner
+                assert not pattern.groupindex, f"{method} {pattern.pattern} is scoped {scope}"
+            path = fill(pattern, named.get(scope, {}))
+            body = {} if method in ("POST", "PATCH") else None
+            answer = await http.request(method, path, headers=one, json=body)
+            if scope is Scope.OPERATOR:
+                assert answer.status_code == 403, (method, path, answer.text)
+            elif scope is Scope.OWN:
+                assert answer.status_code < 500, (method, path, answer.text)
+                for theirs_id in (other["id"], other_event, dead["id"], key["id"], "v_2"):
+                    assert theirs_id not in answer.text, (method, path, answer.text)
+            else:
+                assert answer.status_code == 404, (method, path, answer.text)
+                assert answer.json()["error"] == "not_found" and "whsec_" not in answer.text
 
         # What only the operator may do, or another vendor's data by filter, is forbidden.
         forbidden = [
