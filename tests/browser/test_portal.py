@@ -170,7 +170,9 @@ class Portal:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), css)
 
     def text_of(self, css: str) -> str:
-        return "\n".join(e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css))
+        """The rendered text of every match, read in one step (the page re-renders)."""
+        script = "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText)"
+        return "\n".join(self.driver.execute_script(script, css))
 
     def log_in(self, token: str, landing: str) -> None:
         self.driver.get(self.url)
@@ -187,7 +189,7 @@ class Portal:
 
     def fill(self, form_of: str, values: dict[str, str]) -> None:
         """Fill the form inside the section titled ``form_of`` and submit it."""
-        form = self.find(f'section[data-page="{form_of}"] form')
+        form = self.find(f'[data-page="{form_of}"] form')
         for name, value in values.items():
             box = form.find_element(By.NAME, name)
             box.clear()
@@ -222,7 +224,7 @@ def snippets_verify(portal: Portal, headers: dict[str, str], body: bytes, tmp_pa
         ["bash", "-c", portal.text_of("#shell-snippet")], cwd=tmp_path, capture_output=True,
         text=True, env={"PATH": os.environ["PATH"], "X_TIMESTAMP": headers["x-timestamp"]},
     )  # fmt: skip
-    assert shell.stdout.strip() == headers["x-signature"], shell.stderr
+    assert shell.stdout.strip() in headers["x-signature"].split(","), shell.stderr
     if shutil.which("node") is None:
         print("node is not installed: the Node.js snippet was not run")
         return
@@ -246,6 +248,20 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
     [row] = browser.find_elements(By.CSS_SELECTOR, "tr[data-endpoint]")
     endpoint_id = row.get_attribute("data-endpoint")
     assert hook_url in row.text and "order.*" in row.text
+    endpoint_row = f'tr[data-endpoint="{endpoint_id}"]'
+    portal.button(endpoint_row, "Disable")
+    portal.wait(lambda d: "disabled" in portal.text_of(endpoint_row), "the endpoint disabled")
+    portal.button(endpoint_row, "Enable")
+    portal.wait(lambda d: "enabled" in portal.text_of(endpoint_row), "the endpoint enabled")
+    portal.button(endpoint_row, "Edit")
+    portal.fill(f"Edit {endpoint_id}", {"events": "order.*, payment.captured",
+                                        "retry_schedule": "1, 2"})  # fmt: skip
+    portal.wait(lambda d: "payment.captured" in portal.text_of(endpoint_row), "the edit")
+    assert "1, 2" in portal.text_of(endpoint_row)
+    portal.button(endpoint_row, "Rotate secret")
+    portal.wait(lambda d: portal.text_of("#shown-once .secret") not in ("", secret), "a new secret")
+    secret = portal.text_of("#shown-once .secret")
+    assert secret.startswith("whsec_")
     portal.shot("endpoints")
 
     event_id = cli(config, "publish", "order.created", "--vendor", "v_1",

@@ -194,7 +194,7 @@ async function endpointsPage() {
 }
 
 function editForm(e) {
-  return h("div", {}, h("h3", {}, `Edit ${e.id}`), form([
+  return h("div", { "data-page": `Edit ${e.id}` }, h("h3", {}, `Edit ${e.id}`), form([
     field("Events", "events", { value: e.events.join(", ") }),
     field("Retry schedule", "retry_schedule", { value: (e.retry_schedule || []).join(", "), placeholder: "default" }),
     field("Timeout, seconds", "timeout", { value: e.timeout ?? "", placeholder: "default" }),
@@ -291,7 +291,7 @@ function snippets(secret) {
     h("pre", { id: "shell-snippet" }, `key_hex=$(printf %s '${shown}' | cut -c7- | base64 -d | od -An -v -tx1 | tr -d ' \\n')\n` +
       `printf '%s.%s' "$X_TIMESTAMP" "$(cat body.json)" |\n` +
       `  openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key_hex" | sed 's/^.* /sha256=/'\n` +
-      `# compare with the X-Signature header`),
+      `# equals one of the X-Signature header's comma-separated values (two while rotating)`),
   ];
 }
 
