@@ -313,7 +313,8 @@ class AdminApi:
         self, request: Request, match: re.Match[str], principal: Principal
     ) -> Response:
         endpoint = await self._registry.get(match["id"])
-        log.warning("admin.secret_revealed", endpoint_id=endpoint.id, vendor=endpoint.vendor)
+        log.warning("admin.secret_revealed", endpoint_id=endpoint.id, vendor=endpoint.vendor,
+                    by=principal.vendor or "operator")  # fmt: skip
         return Response.json(200, endpoint.public(secret=True))
 
     async def _show_event(
