@@ -20,20 +20,23 @@ import prometheus_client
 import structlog
 
 from httpserve import Request, Response
-from webhookd import __version__
+from webhookd import __version__, history
 from webhookd.catalog import Catalog
 from webhookd.clock import EpochClock
-from webhookd.errors import EndpointError, EndpointNotFound, StoreError
+from webhookd.errors import EndpointError, EndpointNotFound, InvalidEventError, StoreError
+from webhookd.events import format_timestamp, parse_timestamp
 from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
-from webhookd.redrive import redrive, replay
+from webhookd.redrive import recover, redrive, replay
 from webhookd.registry import Registry, endpoint_tls
 from webhookd.store import Store
 
 log = structlog.get_logger("webhookd.admin")
 _NONE: frozenset[str] = frozenset()
 _TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
+_HISTORY_QUERY = frozenset({"endpoint_id", "vendor", "outcome", "cursor", "limit"})
+MAX_STATS_MINUTES = 120  # the per-minute figures are kept for two hours
 
 Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
@@ -69,6 +72,9 @@ class AdminApi:
             ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint, _NONE),
             ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate, _NONE),
             ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/reveal-secret"), self._reveal, _NONE),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/recover"), self._recover, _NONE),
+            ("GET", re.compile(r"/v1/deliveries"), self._deliveries, _HISTORY_QUERY),
+            ("GET", re.compile(r"/v1/stats"), self._stats, frozenset({"minutes"})),
             ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE),
             ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE),
             ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"})),
@@ -226,6 +232,65 @@ class AdminApi:
         log.warning("admin.secret_revealed", endpoint_id=endpoint.id, vendor=endpoint.vendor)
         return Response.json(200, endpoint.public(secret=True))
 
+    async def _recover(self, request: Request, match: re.Match[str]) -> Response:
+        body = _object(request) if request.body else {}
+        if isinstance(body, Response):
+            return body
+        unknown = set(body) - {"since"}
+        if unknown:
+            return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
+        since = body.get("since")
+        since_s = None
+        if since is not None:
+            try:
+                since_s = parse_timestamp(since) if isinstance(since, str) else None
+            except InvalidEventError:
+                since_s = None
+            if since_s is None:
+                return Response.error(400, "invalid_request", "since: an RFC 3339 timestamp")
+        await self._registry.get(match["id"])  # 404 for an unknown endpoint
+        recovered = await recover(self._store, match["id"], self._clock.now_s(),
+                                  retention_s=self._store.retention_s, since_s=since_s)  # fmt: skip
+        log.info("endpoint.recovered", endpoint_id=match["id"], held=recovered.held,
+                 redriven=recovered.redriven)  # fmt: skip
+        return Response.json(202, {"recovered": recovered.total, "held": recovered.held,
+                                   "redriven": recovered.redriven})  # fmt: skip
+
+    async def _deliveries(self, request: Request, match: re.Match[str]) -> Response:
+        query = _query(request)
+        limit = _limit(query)
+        if limit is None:
+            return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
+        outcome = query.get("outcome")
+        if outcome is not None and outcome not in history.OUTCOMES:
+            return Response.error(
+                400, "invalid_request", f"outcome: one of {', '.join(history.OUTCOMES)}"
+            )
+        which = history.Filter(query.get("endpoint_id") or None, query.get("vendor") or None,
+                               outcome)  # fmt: skip
+        try:
+            items, cursor = await history.page(self._store, which, limit=limit,
+                                               cursor=query.get("cursor"))  # fmt: skip
+        except ValueError as exc:
+            return Response.error(400, "invalid_request", f"cursor: {exc}")
+        headers = () if cursor is None else (("x-next-cursor", cursor),)
+        return Response.json(200, items, headers)
+
+    async def _stats(self, request: Request, match: re.Match[str]) -> Response:
+        text = _query(request).get("minutes", "60")
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_STATS_MINUTES):
+            return Response.error(
+                400, "invalid_request", f"minutes: a whole number from 1 to {MAX_STATS_MINUTES}"
+            )
+        last = int(self._clock.now_s() // 60)
+        minutes = await self._store.minutes(last - int(text) + 1, last)
+        return Response.json(200, [
+            {"at": format_timestamp(minute * 60), "delivered": int(delivered),
+             "failed": int(failed),
+             "latency_ms_avg": round(latency / delivered, 3) if delivered else None}
+            for minute, (delivered, failed, latency) in sorted(minutes.items())
+        ])  # fmt: skip
+
     async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
         found = await self._store.event_record(event_id)
@@ -240,7 +305,9 @@ class AdminApi:
 
     async def _replay_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
-        replayed = await replay(self._store, event_id, self._clock.now_s())
+        replayed = await replay(
+            self._store, event_id, self._clock.now_s(), self._registry.subscribed
+        )
         if replayed is None:
             return Response.error(
                 404, "not_found", f"{event_id} is not retained (unknown or trimmed from the stream)"
@@ -248,11 +315,8 @@ class AdminApi:
         return Response.json(202, {"event_id": event_id, "replayed": replayed})
 
     async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
-        try:
-            limit = int(_query(request).get("limit", "100"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
+        limit = _limit(_query(request))
+        if limit is None:
             return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
         letters = await self._store.dead_letters(limit)
         return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
@@ -275,6 +339,15 @@ def _object(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return Response.error(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _limit(query: dict[str, str]) -> int | None:
+    """The ``limit`` asked for (100 when none), or None when it is not 1 to 1000."""
+    text = query.get("limit", "100")
+    if not (text.isascii() and text.isdigit()):
+        return None
+    limit = int(text)
+    return limit if 1 <= limit <= 1000 else None
 
 
 def _query(request: Request) -> dict[str, str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import signal
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -14,7 +16,7 @@ import click
 import trio
 
 from configtable import configure_logging
-from webhookd import __version__
+from webhookd import __version__, history
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
 from webhookd.connection import RedisClient, open_client, redis_url
@@ -27,7 +29,7 @@ from webhookd.errors import (
 )
 from webhookd.redrive import redrive
 from webhookd.registry import Registry, registry_for
-from webhookd.store import Store
+from webhookd.store import Store, store_for
 from webhookd.vault import new_master_key, open_vault
 
 T = TypeVar("T")
@@ -81,12 +83,7 @@ def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
-    def make(client: RedisClient) -> Store:
-        return Store(
-            client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
-        )
-
-    return with_client(settings, lambda client: action(make(client)))
+    return with_client(settings, lambda client: action(store_for(client, settings)))
 
 
 def first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
@@ -102,6 +99,24 @@ def registry_command(action: Callable[[Registry], Awaitable[Any]], settings: Set
         fail(str(exc))
     except ConfigError as exc:
         config_failure(exc)
+
+
+@contextlib.contextmanager
+def progress_of(label: str) -> Iterator[Callable[[int], None]]:
+    """A counter on stderr for a long operation, when stderr is a terminal; else silent."""
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    total = 0
+
+    def advance(done: int) -> None:
+        nonlocal total
+        total += done
+        click.echo(f"\r{label}: {total}", err=True, nl=False)
+
+    yield advance
+    if total:
+        click.echo(err=True)
 
 
 def echo_json(value: Any) -> None:
@@ -233,6 +248,32 @@ def demo_command(settings: Settings) -> None:
     with redis_url(settings.redis) as url:
         if not demo(settings, url):
             raise SystemExit(1)
+
+
+@cli.command("deliveries")
+@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's.")
+@click.option("--vendor", default=None, help="Only this vendor's.")
+@click.option("--outcome", type=click.Choice(history.OUTCOMES), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", default=None, help="Where the previous page ended (printed there).")
+@click.pass_obj
+def deliveries(
+    settings: Settings,
+    endpoint_id: str | None,
+    vendor: str | None,
+    outcome: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """Delivery history, newest first: each attempt, held or untried dead delivery."""
+    which = history.Filter(endpoint_id, vendor, outcome)
+    try:
+        items, next_cursor = with_store(
+            settings, lambda store: history.page(store, which, limit=limit, cursor=cursor)
+        )
+    except ValueError as exc:
+        fail(f"--cursor: {exc}")
+    echo_json({"deliveries": items, "next_cursor": next_cursor})
 
 
 @cli.group()

@@ -93,6 +93,7 @@ class DeliverySettings:
     source_address: str | None
     rotation_grace_s: float
     max_pause_s: float
+    history_entries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,13 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """When a failing endpoint is disabled: the pipeline gets it."""
+
+    disable_after_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything read at start; the entry point hands each component its own section."""
 
@@ -164,6 +172,7 @@ class Settings:
     delivery: DeliverySettings
     retry: RetrySettings
     quotas: QuotaSettings
+    health: HealthSettings
     admin: AdminSettings
     events: EventsSettings
     secrets: SecretsSettings
@@ -255,7 +264,8 @@ KEYS = KeyTable(ENV_PREFIX, [
     Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
     Key("stream", "group", "group", TEXT, "webhookd", "consumer group"),
     Key("stream", "dead", "dead", TEXT, "webhookd:dead", "dead-letter stream"),
-    Key("stream", "ops", "ops", TEXT, "webhookd:ops", "operational events (quota.exceeded, ...)"),
+    Key("stream", "ops", "ops", TEXT, "webhookd:ops",
+        "operational events (endpoint.disabled, ...)"),
     Key("stream", "partitions", "partitions", integer(1), 1,
         "number of streams; above 1 they are <name>:0 .. <name>:<n-1>"),
     Key("stream", "batch_size", "batch_size", integer(1, 10000), 100,
@@ -290,6 +300,8 @@ KEYS = KeyTable(ENV_PREFIX, [
         "seconds a rotated-out secret keeps signing"),
     Key("delivery", "max_pause", "max_pause_s", NON_NEGATIVE, 3600.0,
         "longest pause a 429 or 503 with Retry-After puts on its endpoint"),
+    Key("delivery", "history_entries", "history_entries", integer(0), 100000,
+        "delivery history entries kept per partition (about; 0 keeps none)"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
@@ -305,6 +317,8 @@ KEYS = KeyTable(ENV_PREFIX, [
         "over the daily quota: defer to the next window, or dead_letter"),
     Key("quotas", "limiter_prefix", "limiter_prefix", TEXT, "rl",
         "the limiter's redis.key_prefix: vendors' plans and webhook counters live under it"),
+    Key("health", "disable_after", "disable_after_s", NON_NEGATIVE, 432000.0,
+        "seconds of nothing but failed attempts before an endpoint is disabled (0: never)"),
     Key("admin", "listen", "listen", _LISTEN_ADDRESS, "127.0.0.1:8080",
         "address of the admin API, /metrics and /healthz"),
     Key("admin", "token", "token", OPTIONAL_TEXT, None,
@@ -328,6 +342,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "retry": RetrySettings,
     "quotas": QuotaSettings,
+    "health": HealthSettings,
     "admin": AdminSettings,
     "events": EventsSettings,
     "secrets": SecretsSettings,

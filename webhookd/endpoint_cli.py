@@ -10,12 +10,16 @@ from typing import Any
 import click
 import structlog
 
-from webhookd.cli import echo_json, fail, registry_command
+from webhookd.cli import echo_json, fail, progress_of, registry_command, with_client
 from webhookd.config import Settings
-from webhookd.errors import EndpointError
+from webhookd.connection import RedisClient
+from webhookd.errors import EndpointError, InvalidEventError
+from webhookd.events import parse_timestamp
 from webhookd.openapi import MAX_ROTATION_GRACE_S
 from webhookd.options import NO_OPTIONS, delivery_options
-from webhookd.registry import endpoint_tls
+from webhookd.redrive import recover as recover_held
+from webhookd.registry import endpoint_tls, registry_for
+from webhookd.store import store_for
 
 
 @click.group()
@@ -201,9 +205,42 @@ def endpoint_disable(settings: Settings, endpoint_id: str) -> None:
 
 @endpoint.command("enable")
 @click.argument("endpoint_id")
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="Also deliver what was held while it was disabled (within stream.retention).",
+)
+@click.option("--since", default=None, metavar="RFC3339",
+              help="With --recover: only what was held since then, and redrive the "
+              "endpoint's dead letters since then too.")  # fmt: skip
 @click.pass_obj
-def endpoint_enable(settings: Settings, endpoint_id: str) -> None:
-    echo_json(registry_command(lambda r: r.set_enabled(endpoint_id, True), settings).public())
+def endpoint_enable(settings: Settings, endpoint_id: str, recover: bool, since: str | None) -> None:
+    """Enable the endpoint; with --recover, send what was held for it meanwhile."""
+    since_s = None
+    if since is not None:
+        if not recover:
+            fail("--since goes with --recover")
+        try:
+            since_s = parse_timestamp(since)
+        except InvalidEventError as exc:
+            fail(f"--since: {exc}")
+
+    async def enable(client: RedisClient) -> dict[str, Any]:
+        enabled = await registry_for(client, settings).set_enabled(endpoint_id, True)
+        shown = enabled.public()
+        if recover:
+            store = store_for(client, settings)
+            with progress_of("recovering") as advance:
+                recovered = await recover_held(store, endpoint_id, time.time(),
+                                               retention_s=store.retention_s, since_s=since_s,
+                                               progress=advance)  # fmt: skip
+            shown["recovered"] = {"held": recovered.held, "redriven": recovered.redriven}
+        return shown
+
+    try:
+        echo_json(with_client(settings, enable))
+    except EndpointError as exc:
+        fail(str(exc))
 
 
 @endpoint.command("rm")

@@ -12,7 +12,13 @@ ATTEMPTS_BY_OUTCOME = {
     outcome: ATTEMPTS.labels(outcome) for outcome in ("delivered", "scheduled", "dead", "gone")
 }
 DEAD_LETTERS = Counter("webhookd_dead_letters_total", "Deliveries dead-lettered")
-ENDPOINTS_GONE = Counter("webhookd_endpoints_disabled_total", "Endpoints disabled after 410")
+ENDPOINTS_DISABLED = Counter(
+    "webhookd_endpoints_disabled_total",
+    "Endpoints webhookd disabled: after a 410 (gone) or failing for health.disable_after",
+    ["reason"],
+)
+HELD = Counter("webhookd_deliveries_held_total", "Deliveries held for a disabled endpoint")
+RECOVERED = Counter("webhookd_deliveries_recovered_total", "Held deliveries sent on recovery")
 IN_FLIGHT = Gauge(
     "webhookd_deliveries_in_flight", "Deliveries queued in their endpoint's lane or being sent"
 )

@@ -154,6 +154,22 @@ class ClearRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldDelivery:
+    """Keep a delivery due to a disabled endpoint until the endpoint is recovered."""
+
+    delivery: Delivery
+    held_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHeld:
+    """A held delivery leaves the held set (recovered, or expired into a dead letter)."""
+
+    stream: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddDeadLetter:
     fields: tuple[tuple[str, str], ...]
 
@@ -173,6 +189,8 @@ Write = (
     | ScheduleRetry
     | MarkDeferred
     | ClearRetry
+    | HoldDelivery
+    | ReleaseHeld
     | AddDeadLetter
     | RemoveDeadLetter
     | AckEntry
@@ -222,6 +240,35 @@ def deferral_writes(delivery: Delivery, due_s: float, reason: str) -> list[Write
         RecordAttempt(delivery, "deferred", None, due_s, reason),
         ScheduleRetry(waiting, due_s),
         MarkDeferred(waiting, True),
+    ]
+
+
+def hold_writes(delivery: Delivery, now_s: float, reason: str) -> list[Write]:
+    """Its endpoint is disabled: the delivery is held (no attempt used), never dropped;
+    ``endpoint enable --recover`` sends what was held."""
+    held = replace(delivery, scheduled=False, deferred=False)
+    writes: list[Write] = [
+        RecordAttempt(delivery, "held", None, reason=reason),
+        HoldDelivery(held, now_s),
+    ]
+    if delivery.scheduled:
+        writes.append(ClearRetry(delivery.stream, delivery.member))
+    return settled_writes(delivery, writes)
+
+
+def release_writes(delivery: Delivery, now_s: float) -> list[Write]:
+    """A held delivery recovered: due now in the retry set, out of the held set."""
+    due = replace(delivery, scheduled=True, deferred=False)
+    return [ScheduleRetry(due, now_s), ReleaseHeld(delivery.stream, delivery.member)]
+
+
+def expired_hold_writes(delivery: Delivery, reason: str) -> list[Write]:
+    """Held past ``stream.retention`` without a recovery: a dead letter, so it can
+    still be redriven, and out of the held set."""
+    return [
+        RecordAttempt(delivery, "dead", None, reason=reason),
+        dead_letter(delivery, None, reason),
+        ReleaseHeld(delivery.stream, delivery.member),
     ]
 
 

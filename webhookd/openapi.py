@@ -16,6 +16,7 @@ from typing import Any
 
 from webhookd import __version__
 from webhookd.events import VENDOR_ID
+from webhookd.history import OUTCOMES
 from webhookd.options import HEADER_NAME, HEADER_VALUE, RESERVED_HEADERS, RESERVED_PREFIXES
 
 _SPECIAL = frozenset(".^$*+?()[]{}|\\")
@@ -163,6 +164,11 @@ def _op(
     }
 
 
+_LIMIT = {"name": "limit", "in": "query",
+          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}  # fmt: skip
+CURSOR_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}_[0-9]{1,5}$"
+
+
 def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
 
@@ -203,6 +209,11 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
         "properties": {**changes, "enabled": {"type": "boolean"}},
         "additionalProperties": False,
         "dependentRequired": both,
+    }
+    recovery = {
+        "type": "object",
+        "properties": {"since": {"type": "string", "format": "rfc3339"}},
+        "additionalProperties": False,
     }
     grace = {
         "type": "object",
@@ -263,6 +274,43 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
                 "post": _op(
                     "revealSecret", "The endpoint with its current secret; the reveal is logged",
                     "200", _ENDPOINT_REF, finds=True, parameters=_ID,
+                ),
+            },
+            "/v1/endpoints/{id}/recover": {
+                "post": _op(
+                    "recoverEndpoint",
+                    "Deliver what was held while the endpoint was disabled (within "
+                    "stream.retention); with since, also redrive its dead letters since then",
+                    "202", {"type": "object", "properties": {
+                        "recovered": {"type": "integer"}, "held": {"type": "integer"},
+                        "redriven": {"type": "integer"}}},
+                    finds=True, parameters=_ID, requestBody=_body(recovery, required=False),
+                ),
+            },
+            "/v1/deliveries": {
+                "get": _op(
+                    "listDeliveries",
+                    "Delivery history, newest first: one entry per attempt, held or untried "
+                    "dead delivery; the next page's cursor is in X-Next-Cursor",
+                    "200", {"type": "array", "items": {"type": "object"}},
+                    parameters=[
+                        {"name": "endpoint_id", "in": "query", "schema": {"type": "string"}},
+                        {"name": "vendor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
+                        {"name": "cursor", "in": "query",
+                         "schema": {"type": "string", "pattern": CURSOR_PATTERN}},
+                        _LIMIT,
+                    ],
+                ),
+            },
+            "/v1/stats": {
+                "get": _op(
+                    "deliveryStats",
+                    "Deliveries, failed attempts and mean attempt latency per minute, oldest "
+                    "first",
+                    "200", {"type": "array", "items": {"type": "object"}},
+                    parameters=[{"name": "minutes", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 120, "default": 60}}],
                 ),
             },
             "/v1/events/{id}": {

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -76,6 +77,10 @@ def described(admin_url: str) -> Any:
     path = st.from_regex(r"(/[A-Za-z0-9._~-]{1,12}){0,3}", fullmatch=True)
     url = st.builds("https://{}.example{}".format, label, path)
     schemathesis.openapi.format("webhook-url", url)
+    moment = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1))
+    schemathesis.openapi.format(
+        "rfc3339", moment.map(lambda at: at.replace(tzinfo=UTC).isoformat())
+    )
     schemathesis.openapi.format(
         "pem-certificate", st.just(identity.cert_chain_pems[0].bytes().decode())
     )
