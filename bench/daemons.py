@@ -23,6 +23,7 @@ from nginx import Sink
 from processes import BIN, spawn
 from webhookd.config import load_settings
 from webhookd.connection import open_client
+from webhookd.keyspace import PartitionKeys
 from webhookd.registry import endpoint_tls, registry_for
 from workload import publish, vendor_of
 
@@ -151,7 +152,7 @@ def leftovers(client: redis.Redis, name: str) -> dict[str, int]:
     while True:
         found = {
             "pending": cast(dict[str, int], client.xpending(f"{name}:events", GROUP))["pending"],
-            "scheduled retries": cast(int, client.zcard(f"{name}:retry")),
+            "scheduled retries": cast(int, client.zcard(PartitionKeys(f"{name}:events").retry)),
             "dead letters": cast(int, client.xlen(f"{name}:dead")),
         }
         if not any(found.values()) or time.monotonic() > deadline:
