@@ -14,12 +14,11 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import redis
 import trio
 
-from nginx import Sink
 from processes import BIN, spawn
 from webhookd.config import load_settings
 from webhookd.connection import open_client
@@ -28,6 +27,16 @@ from webhookd.registry import endpoint_tls, registry_for
 from workload import publish, vendor_of
 
 GROUP = "webhookd"
+
+
+class Receivers(Protocol):
+    """Where the endpoints point: the nginx sink, or bench/kpi_receiver.py's server."""
+
+    @property
+    def ca_pem(self) -> str: ...  # the CA an HTTPS endpoint trusts
+
+    def port_of(self, scheme: str) -> int: ...
+
 
 DAEMON_CONF = """\
 [redis]
@@ -59,7 +68,7 @@ def configure_daemon(
     workdir: Path,
     name: str,
     redis_url: str,
-    sink: Sink,
+    sink: Receivers,
     scheme: str,
     vendors: int,
     endpoint_concurrency: int,
