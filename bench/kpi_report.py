@@ -100,6 +100,7 @@ def print_ladders(ladders: list[Ladder]) -> None:
         ratio = "-" if best is None else f"{best / TARGET_PER_MIN:.2f}x"
         table.append((f"  {ladder.daemons} daemon(s)", shown, ratio, ladder.stopped_by))
     print_rows(table)
-    bests = [ladder.best_per_min for ladder in ladders]
-    if len(bests) == 2 and bests[0] and bests[1]:
-        print(f"  2 daemons / 1: {bests[1] / bests[0]:.2f}x")
+    if len(ladders) == 2 and all(ladder.limit_found for ladder in ladders):
+        one, two = (ladder.best_per_min for ladder in ladders)
+        if one and two:
+            print(f"  2 daemons / 1: {two / one:.2f}x")
