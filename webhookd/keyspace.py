@@ -53,6 +53,14 @@ class PartitionKeys:
     def deferred(self, vendor: str) -> str:
         return f"{self.tag}:deferred:{vendor}"
 
+    @property
+    def held(self) -> str:
+        return f"{self.tag}:held"
+
+    @property
+    def deferred_all(self) -> str:
+        return f"{self.tag}:deferred"
+
 
 def event_id_key(prefix: str, event_id: str) -> str:
     return f"{prefix}:eventid:{event_id}"
