@@ -107,7 +107,7 @@ async def test_event_attempts_replay_and_dead_letters(
         assert [d["event_id"] for d in dead] == [event_id]
         assert dead[0]["last_status"] == "502"
         redriven = await http.post("/v1/dead/redrive", headers=TOKEN)
-        assert redriven.json() == {"redriven": 1}
+        assert redriven.json() == {"redriven": 1, "skipped": 0, "reasons": {}}
         replayed = await http.post(f"/v1/events/{event_id}/replay", headers=TOKEN)
         assert replayed.status_code == 202
         assert len(replayed.json()["replayed"]) == 2
