@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -25,7 +24,6 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
-from webhookd.redrive import redrive
 from webhookd.registry import Registry, registry_for
 from webhookd.store import Store
 from webhookd.vault import new_master_key, open_vault
@@ -235,37 +233,17 @@ def demo_command(settings: Settings) -> None:
             raise SystemExit(1)
 
 
-@cli.group()
-def dead() -> None:
-    """Inspect and redrive dead letters."""
-
-
-@dead.command("list")
-@click.option("--limit", default=100, show_default=True, help="How many, oldest first.")
-@click.pass_obj
-def dead_list(settings: Settings, limit: int) -> None:
-    """Print dead letters as JSON (without their bodies)."""
-    letters = with_store(settings, lambda store: store.dead_letters(limit))
-    echo_json([
-        {"id": dead_id, **{k: v for k, v in fields.items() if k != "body"}}
-        for dead_id, fields in letters
-    ])  # fmt: skip
-
-
-@dead.command("redrive")
-@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's letters.")
-@click.pass_obj
-def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
-    """Send dead deliveries again, each with a fresh retry schedule."""
-    count = with_store(settings, lambda store: redrive(store, time.time(), endpoint_id=endpoint_id))
-    echo_json({"redriven": count})
-
-
-# registered last: the vendor commands use the helpers above
+# registered last: these commands use the helpers above
+from webhookd.dead_cli import dead  # noqa: E402
 from webhookd.endpoint_cli import endpoint  # noqa: E402
+from webhookd.ops_cli import catalog, events, status  # noqa: E402
 from webhookd.vendor_cli import vendor  # noqa: E402
 
+cli.add_command(catalog)
+cli.add_command(dead)
 cli.add_command(endpoint)
+cli.add_command(events)
+cli.add_command(status)
 cli.add_command(vendor)
 
 if __name__ == "__main__":
