@@ -18,9 +18,9 @@ from webhook_receiver import Receiver, Reply
 import webhookd
 from webhookd.config import Settings
 from webhookd.connection import open_client
+from webhookd.deadletters import redrive_letters
 from webhookd.keyspace import PartitionKeys
 from webhookd.publisher import Publisher
-from webhookd.deadletters import redrive_letters
 from webhookd.store import Store
 from webhookd.verify import verify
 
