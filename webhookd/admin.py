@@ -370,9 +370,12 @@ def _dead_selection(
     known = {"ids", *_FILTERS} if with_query else {"ids", "all", *_FILTERS}
     if unknown := set(body) - known:
         return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
-    ids = body.get("ids")
-    if ids is not None and (
-        not _strings(ids) or not 1 <= len(ids) <= MAX_DEAD_IDS or not all(map(valid_id, ids))
+    ids: list[str] | None = body.get("ids")
+    if "ids" in body and not (
+        isinstance(ids, list)
+        and _strings(ids)
+        and 1 <= len(ids) <= MAX_DEAD_IDS
+        and all(map(valid_id, ids))
     ):
         return Response.error(
             400, "invalid_request", f"ids: 1 to {MAX_DEAD_IDS} dead-letter ids (<ms>-<seq>)"
