@@ -13,6 +13,7 @@ import click
 import trio
 
 from configtable import configure_logging
+from configtable.logs import LOG_FORMATS
 from webhookd import __version__
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
@@ -43,16 +44,23 @@ def main() -> None:
     envvar="WEBHOOKD_CONFIG",
     help="Config file (default: ./webhookd.toml when present).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Logs as JSON lines, readable console lines, or auto: console on a terminal "
+    "(default: log.format).",
+)
 @click.version_option(__version__, prog_name="webhookd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, log_format: str | None) -> None:
     """Durable, signed webhook delivery from a Redis stream."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         click.echo(f"webhookd: config error: {exc}", err=True)
         ctx.exit(2)
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, log_format=log_format or settings.log.format)
     ctx.obj = settings
 
 
