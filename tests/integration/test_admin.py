@@ -29,7 +29,8 @@ async def test_every_v1_route_needs_the_token_and_open_routes_do_not(
     routes = [("GET", "/v1/endpoints"), ("POST", "/v1/endpoints"), ("GET", "/v1/endpoints/x"),
               ("PATCH", "/v1/endpoints/x"), ("DELETE", "/v1/endpoints/x"), ("GET", "/v1/events/x"),
               ("POST", "/v1/events/x/replay"), ("GET", "/v1/dead"),
-              ("POST", "/v1/dead/redrive")]  # fmt: skip
+              ("POST", "/v1/dead/redrive"), ("GET", "/v1/dead/x"), ("POST", "/v1/dead/purge"),
+              ("GET", "/v1/status"), ("POST", "/v1/endpoints/x/test")]  # fmt: skip
     async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
         for method, path in routes:
             assert (await http.request(method, path)).status_code == 401, path
