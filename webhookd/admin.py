@@ -23,13 +23,24 @@ from httpserve import Request, Response
 from webhookd import __version__, history
 from webhookd.catalog import Catalog
 from webhookd.clock import EpochClock
+from webhookd.deadletters import (
+    DeadFilter,
+    dead_page,
+    purge_letters,
+    redrive_letters,
+    valid_id,
+)
 from webhookd.errors import EndpointError, EndpointNotFound, InvalidEventError, StoreError
 from webhookd.events import format_timestamp, parse_timestamp
 from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
-from webhookd.redrive import recover, redrive, replay
+from webhookd.probe import send_test_event
+from webhookd.records import event_deliveries
+from webhookd.redrive import recover, replay
 from webhookd.registry import Registry, endpoint_tls
+from webhookd.sender import Sender
+from webhookd.status import status_report
 from webhookd.store import Store
 
 log = structlog.get_logger("webhookd.admin")
@@ -37,6 +48,8 @@ _NONE: frozenset[str] = frozenset()
 _TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
 _HISTORY_QUERY = frozenset({"endpoint_id", "vendor", "outcome", "cursor", "limit"})
 MAX_STATS_MINUTES = 120  # the per-minute figures are kept for two hours
+_FILTERS = frozenset({"endpoint_id", "vendor"})
+MAX_DEAD_IDS = 1000  # ids one redrive or purge call may name
 
 Route = Callable[[Request, re.Match[str]], Awaitable[Response]]
 
@@ -50,12 +63,14 @@ class AdminApi:
         store: Store,
         readiness: Readiness,
         clock: EpochClock,
+        sender: Sender | None = None,
     ) -> None:
         self._token = token.encode() if token else None
         self._registry = registry
         self._store = store
         self._readiness = readiness
         self._clock = clock
+        self._sender = sender  # for endpoint tests; None: they answer 503
         self._openapi = document(accepted_patterns(registry.catalog))
         self._open: dict[str, Callable[[], Awaitable[Response]]] = {
             "/healthz": self._health,
@@ -75,10 +90,19 @@ class AdminApi:
             ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/recover"), self._recover, _NONE),
             ("GET", re.compile(r"/v1/deliveries"), self._deliveries, _HISTORY_QUERY),
             ("GET", re.compile(r"/v1/stats"), self._stats, frozenset({"minutes"})),
+            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/test"), self._test_endpoint, _NONE),
             ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE),
             ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE),
-            ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"})),
-            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"})),
+            (
+                "GET",
+                re.compile(r"/v1/dead"),
+                self._list_dead,
+                frozenset({"limit", "cursor", *_FILTERS}),
+            ),
+            ("GET", re.compile(r"/v1/dead/(?P<id>[^/]+)"), self._show_dead, _NONE),
+            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, _FILTERS),
+            ("POST", re.compile(r"/v1/dead/purge"), self._purge, _NONE),
+            ("GET", re.compile(r"/v1/status"), self._status, _NONE),
         ]
 
     async def handle(self, request: Request) -> Response:
@@ -291,17 +315,21 @@ class AdminApi:
             for minute, (delivered, failed, latency) in sorted(minutes.items())
         ])  # fmt: skip
 
+    async def _test_endpoint(self, request: Request, match: re.Match[str]) -> Response:
+        endpoint = await self._registry.get(match["id"])
+        if self._sender is None:
+            return Response.error(503, "unavailable", "this process sends no deliveries")
+        answer = await send_test_event(self._sender, endpoint, self._clock.now_s())
+        log.info("admin.endpoint_tested", endpoint_id=endpoint.id, status=answer["status"],
+                 error=answer["error"])  # fmt: skip
+        return Response.json(200, answer)
+
     async def _show_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
-        found = await self._store.event_record(event_id)
+        found = await event_deliveries(self._store, event_id)
         if found is None:
             return Response.error(404, "not_found", f"no deliveries recorded for {event_id}")
-        _, states, attempts = found
-        deliveries = [
-            {**state, "attempt_log": [a for a in attempts if a["endpoint_id"] == endpoint_id]}
-            for endpoint_id, state in sorted(states.items())
-        ]
-        return Response.json(200, {"event_id": event_id, "deliveries": deliveries})
+        return Response.json(200, found)
 
     async def _replay_event(self, request: Request, match: re.Match[str]) -> Response:
         event_id = match["id"]
@@ -315,18 +343,64 @@ class AdminApi:
         return Response.json(202, {"event_id": event_id, "replayed": replayed})
 
     async def _list_dead(self, request: Request, match: re.Match[str]) -> Response:
-        limit = _limit(_query(request))
+        """Newest first; the next page's cursor in ``X-Next-Cursor`` (absent on the last)."""
+        query = _query(request)
+        limit = _limit(query)
         if limit is None:
             return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
-        letters = await self._store.dead_letters(limit)
-        return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
+        cursor = query.get("cursor")
+        if cursor is not None and not valid_id(cursor):
+            return Response.error(400, "invalid_request", "cursor: an X-Next-Cursor value")
+        selection = _filter(query)
+        if isinstance(selection, Response):
+            return selection
+        page = await dead_page(self._store, limit, cursor, selection)
+        headers = () if page.next_cursor is None else (("x-next-cursor", page.next_cursor),)
+        letters = [{"id": dead_id, **fields} for dead_id, fields in page.letters]
+        return Response.json(200, letters, headers)
+
+    async def _show_dead(self, request: Request, match: re.Match[str]) -> Response:
+        dead_id = match["id"]
+        fields = None
+        if valid_id(dead_id):
+            [(_, fields)] = await self._store.dead_letters_by_id([dead_id])
+        if fields is None:
+            return Response.error(404, "not_found", f"no dead letter {dead_id}")
+        return Response.json(200, {"id": dead_id, **fields})
 
     async def _redrive(self, request: Request, match: re.Match[str]) -> Response:
-        endpoint_id = _query(request).get("endpoint_id")
-        if endpoint_id == "":
-            return Response.error(400, "invalid_request", "endpoint_id: an endpoint id, not empty")
-        count = await redrive(self._store, self._clock.now_s(), endpoint_id=endpoint_id)
-        return Response.json(202, {"redriven": count})
+        """By ``ids`` and/or filters in the body or (filters) the query; all by default."""
+        chosen = _dead_selection(request, with_query=True)
+        if isinstance(chosen, Response):
+            return chosen
+        ids, selection, _ = chosen
+        if selection is None:
+            return Response.json(202, {"redriven": 0, "skipped": 0, "reasons": {}})
+        answer = await redrive_letters(
+            self._store, self._clock.now_s(), ids=ids, selection=selection
+        )
+        log.info("admin.dead_redriven", redriven=answer.redriven, skipped=answer.skipped)
+        return Response.json(202, answer.to_json())
+
+    async def _purge(self, request: Request, match: re.Match[str]) -> Response:
+        """By ``ids`` and/or filters; every letter only with ``{"all": true}``."""
+        chosen = _dead_selection(request, with_query=False)
+        if isinstance(chosen, Response):
+            return chosen
+        ids, selection, everything = chosen
+        assert selection is not None  # only query and body filters can disagree
+        if ids is None and selection.empty and not everything:
+            return Response.error(
+                400, "invalid_request",
+                'say which letters to purge: "ids", "endpoint_id", "vendor", or "all": true',
+            )  # fmt: skip
+        purged = await purge_letters(self._store, ids=ids, selection=selection,
+                                     everything=everything)  # fmt: skip
+        log.info("admin.dead_purged", purged=purged)
+        return Response.json(200, {"purged": purged})
+
+    async def _status(self, request: Request, match: re.Match[str]) -> Response:
+        return Response.json(200, await status_report(self._store, self._registry))
 
 
 def _object(request: Request) -> dict[str, Any] | Response:
@@ -348,6 +422,54 @@ def _limit(query: dict[str, str]) -> int | None:
         return None
     limit = int(text)
     return limit if 1 <= limit <= 1000 else None
+
+
+def _filter(values: dict[str, Any]) -> DeadFilter | Response:
+    """The dead-letter filter in query parameters or a body: non-empty strings."""
+    for name in _FILTERS:
+        if name in values and (not isinstance(values[name], str) or values[name] == ""):
+            return Response.error(400, "invalid_request", f"{name}: a non-empty string")
+    return DeadFilter(values.get("endpoint_id"), values.get("vendor"))
+
+
+def _dead_selection(
+    request: Request, *, with_query: bool
+) -> tuple[list[str] | None, DeadFilter | None, bool] | Response:
+    """(ids, filter, all) of a redrive or purge body; the filter is None when the query's
+    and the body's disagree (nothing can match both)."""
+    body = _object(request) if request.body else {}
+    if isinstance(body, Response):
+        return body
+    known = {"ids", *_FILTERS} if with_query else {"ids", "all", *_FILTERS}
+    if unknown := set(body) - known:
+        return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
+    ids: list[str] | None = body.get("ids")
+    if "ids" in body and not (
+        isinstance(ids, list)
+        and _strings(ids)
+        and 1 <= len(ids) <= MAX_DEAD_IDS
+        and all(map(valid_id, ids))
+    ):
+        return Response.error(
+            400, "invalid_request", f"ids: 1 to {MAX_DEAD_IDS} dead-letter ids (<ms>-<seq>)"
+        )
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        return Response.error(400, "invalid_request", "all: true or false")
+    from_body = _filter(body)
+    if isinstance(from_body, Response):
+        return from_body
+    if not with_query:
+        return ids, from_body, everything
+    from_query = _filter(dict(_query(request)))
+    if isinstance(from_query, Response):
+        return from_query
+    endpoint_ids = {f.endpoint_id for f in (from_body, from_query)} - {None}
+    vendors = {f.vendor for f in (from_body, from_query)} - {None}
+    if len(endpoint_ids) > 1 or len(vendors) > 1:
+        return ids, None, everything
+    selection = DeadFilter(next(iter(endpoint_ids), None), next(iter(vendors), None))
+    return ids, selection, everything
 
 
 def _query(request: Request) -> dict[str, str]:

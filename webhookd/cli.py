@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import signal
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -16,6 +13,7 @@ import click
 import trio
 
 from configtable import configure_logging
+from configtable.logs import LOG_FORMATS
 from webhookd import __version__, history
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
@@ -27,7 +25,6 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
-from webhookd.redrive import redrive
 from webhookd.registry import Registry, registry_for
 from webhookd.store import Store, store_for
 from webhookd.vault import new_master_key, open_vault
@@ -47,16 +44,23 @@ def main() -> None:
     envvar="WEBHOOKD_CONFIG",
     help="Config file (default: ./webhookd.toml when present).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Logs as JSON lines, readable console lines, or auto: console on a terminal "
+    "(default: log.format).",
+)
 @click.version_option(__version__, prog_name="webhookd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, log_format: str | None) -> None:
     """Durable, signed webhook delivery from a Redis stream."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         click.echo(f"webhookd: config error: {exc}", err=True)
         ctx.exit(2)
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, log_format=log_format or settings.log.format)
     ctx.obj = settings
 
 
@@ -99,24 +103,6 @@ def registry_command(action: Callable[[Registry], Awaitable[Any]], settings: Set
         fail(str(exc))
     except ConfigError as exc:
         config_failure(exc)
-
-
-@contextlib.contextmanager
-def progress_of(label: str) -> Iterator[Callable[[int], None]]:
-    """A counter on stderr for a long operation, when stderr is a terminal; else silent."""
-    if not sys.stderr.isatty():
-        yield lambda done: None
-        return
-    total = 0
-
-    def advance(done: int) -> None:
-        nonlocal total
-        total += done
-        click.echo(f"\r{label}: {total}", err=True, nl=False)
-
-    yield advance
-    if total:
-        click.echo(err=True)
 
 
 def echo_json(value: Any) -> None:
@@ -276,37 +262,17 @@ def deliveries(
     echo_json({"deliveries": items, "next_cursor": next_cursor})
 
 
-@cli.group()
-def dead() -> None:
-    """Inspect and redrive dead letters."""
-
-
-@dead.command("list")
-@click.option("--limit", default=100, show_default=True, help="How many, oldest first.")
-@click.pass_obj
-def dead_list(settings: Settings, limit: int) -> None:
-    """Print dead letters as JSON (without their bodies)."""
-    letters = with_store(settings, lambda store: store.dead_letters(limit))
-    echo_json([
-        {"id": dead_id, **{k: v for k, v in fields.items() if k != "body"}}
-        for dead_id, fields in letters
-    ])  # fmt: skip
-
-
-@dead.command("redrive")
-@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's letters.")
-@click.pass_obj
-def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
-    """Send dead deliveries again, each with a fresh retry schedule."""
-    count = with_store(settings, lambda store: redrive(store, time.time(), endpoint_id=endpoint_id))
-    echo_json({"redriven": count})
-
-
-# registered last: the vendor commands use the helpers above
+# registered last: these commands use the helpers above
+from webhookd.dead_cli import dead  # noqa: E402
 from webhookd.endpoint_cli import endpoint  # noqa: E402
+from webhookd.ops_cli import catalog, events, status  # noqa: E402
 from webhookd.vendor_cli import vendor  # noqa: E402
 
+cli.add_command(catalog)
+cli.add_command(dead)
 cli.add_command(endpoint)
+cli.add_command(events)
+cli.add_command(status)
 cli.add_command(vendor)
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from configtable.kinds import (
     listen_address,
     number,
 )
+from configtable.logs import LOG_FORMATS
 from ratelimiter import InvalidLimit, parse_limit
 from webhookd.errors import ConfigError
 
@@ -154,6 +155,7 @@ class LogSettings:
     """How verbose logs are: read once where logging is configured."""
 
     level: str
+    format: str  # auto | json | console
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +335,8 @@ KEYS = KeyTable(ENV_PREFIX, [
     Key("secrets", "previous_keys", "previous_keys", _MASTER_KEYS, (),
         "older master keys, for decrypting only", secret=True),
     Key("log", "level", "level", LOG_LEVEL, "info", "least severe log level written"),
+    Key("log", "format", "format", choice("one of auto, json, console", *LOG_FORMATS), "auto",
+        "json lines, console (readable), or auto: console when stderr is a terminal"),
 ])
 # fmt: on
 

@@ -140,7 +140,7 @@ class Daemon:
                         readiness=self.readiness, judge=pipeline.judge,
                         dispatch=pipeline.dispatch_all)  # fmt: skip
         admin = AdminApi(token=settings.admin.token, registry=self.registry, store=self.store,
-                         readiness=self.readiness, clock=clock)  # fmt: skip
+                         readiness=self.readiness, clock=clock, sender=sender)  # fmt: skip
         log.info("daemon.started", consumer=self.consumer, streams=self.store.streams,
                  group=settings.stream.group)  # fmt: skip
         host, port = settings.admin.address

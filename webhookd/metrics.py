@@ -69,3 +69,25 @@ QUOTA_DEFERRED = Counter(
 ENDPOINTS_PAUSED = Counter(
     "webhookd_endpoints_paused_total", "Endpoints paused by a 429 or 503 with Retry-After"
 )
+# Per partition (label: its stream name, so as many series as stream.partitions), sampled
+# with the retry backlog from Store.partition_stats.
+CONSUMER_LAG = Gauge(
+    "webhookd_consumer_lag",
+    "Entries in the partition's stream not yet read by the consumer group",
+    ["partition"],
+)
+CONSUMER_PENDING = Gauge(
+    "webhookd_consumer_pending",
+    "Entries read by the consumer group and not yet acknowledged",
+    ["partition"],
+)
+HELD_DELIVERIES = Gauge(
+    "webhookd_held_deliveries",
+    "Deliveries held while their endpoint is disabled",
+    ["partition"],
+)
+DEFERRED_DELIVERIES = Gauge(
+    "webhookd_deferred_deliveries",
+    "Deliveries waiting without an attempt: over a quota, or their endpoint paused",
+    ["partition"],
+)

@@ -22,6 +22,8 @@ from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
 
 GONE_REASON = "endpoint answered 410 Gone and was disabled"
+DEAD_BODY_MAX_BYTES = 64 * 1024  # a bigger event body is not copied into its dead letter
+DEAD_EXCERPT_BYTES = 1024  # what such a dead letter keeps of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,18 +301,33 @@ def dead_letter(delivery: Delivery, attempt: AttemptRecord | None, reason: str) 
             ("event_type", event.type),
             ("vendor", event.vendor),
             ("timestamp", event.timestamp),
-            ("body", event.body.decode()),
+            *dead_body_fields(event.body),
             ("stream", delivery.origin.stream),
             ("entry_id", delivery.origin.entry_id),
         )
     )
 
 
-def from_dead_letter(fields: Mapping[str, str], default_stream: str) -> Delivery | None:
+def dead_body_fields(body: bytes) -> tuple[tuple[str, str], ...]:
+    """A dead letter's copy of the event body: whole up to ``DEAD_BODY_MAX_BYTES``, else
+    its first ``DEAD_EXCERPT_BYTES`` (cut back to whole UTF-8 characters) and its size;
+    a redrive reads such an event again from its stream entry."""
+    if len(body) <= DEAD_BODY_MAX_BYTES:
+        return (("body", body.decode()),)
+    excerpt = body[:DEAD_EXCERPT_BYTES].decode("utf-8", "ignore")
+    return (("body_excerpt", excerpt), ("body_size", str(len(body))))
+
+
+def from_dead_letter(
+    fields: Mapping[str, str], default_stream: str, body: bytes | None = None
+) -> Delivery | None:
     """A fresh delivery (no attempts made) for a dead letter; None for malformed entries,
-    which name no endpoint. Dead letters written before partitions were recorded in them
+    which name no endpoint, and for oversized ones unless ``body`` (read again from the
+    stream entry) is given. Dead letters written before partitions were recorded in them
     go to ``default_stream``."""
     renamed = {"id": "event_id", "type": "event_type"}
+    if body is not None:
+        fields = {**fields, "body": body.decode()}
     try:
         keys = ("id", "type", "vendor", "timestamp", "body")
         event = stored_event({key: fields[renamed.get(key, key)] for key in keys})

@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from webhookd.deadletters import DeadFilter, redrive_letters
 from webhookd.errors import InvalidEventError
 from webhookd.events import Event, default_id_entry, parse_entry, parse_timestamp
 from webhookd.metrics import RECOVERED
@@ -25,11 +26,9 @@ from webhookd.model import (
     Delivery,
     EntryRef,
     ReleaseHeld,
-    RemoveDeadLetter,
     ScheduleRetry,
     Write,
     expired_hold_writes,
-    from_dead_letter,
     release_writes,
 )
 from webhookd.store import Held, Store
@@ -141,7 +140,9 @@ async def recover(
                     progress(len(writes) // 2)
     redriven = 0
     if since_s is not None:
-        redriven = await redrive(store, now_s, endpoint_id=endpoint_id, since_s=since_s)
+        selection = DeadFilter(endpoint_id=endpoint_id)
+        redriven = (await redrive_letters(store, now_s, selection=selection,
+                                          since_s=since_s)).redriven  # fmt: skip
     return Recovered(held, redriven)
 
 
@@ -188,30 +189,3 @@ async def expire_held(store: Store, now_s: float, retention_s: float) -> int:
 
 
 HELD_TOO_LONG = "held for a disabled endpoint longer than stream.retention without a recovery"
-
-
-async def redrive(
-    store: Store, now_s: float, *, endpoint_id: str | None = None, since_s: float | None = None
-) -> int:
-    """Schedule every dead delivery (of one endpoint, if given; dead-lettered since
-    ``since_s``, if given) for a fresh round of attempts; malformed entries, which name no
-    endpoint, stay where they are."""
-    redriven = 0
-    start = "-" if since_s is None else f"{int(since_s * 1000)}-0"
-    while True:
-        letters = await store.dead_letters(REDRIVE_PAGE, start)
-        scheduled: list[Write] = []
-        removed: list[Write] = []
-        for dead_id, fields in letters:
-            delivery = from_dead_letter(fields, store.streams[0])
-            if delivery is None or endpoint_id not in (None, delivery.endpoint_id):
-                continue
-            scheduled.append(ScheduleRetry(delivery, now_s))
-            removed.append(RemoveDeadLetter(dead_id))
-            redriven += 1
-        if scheduled:
-            await store.apply(scheduled)
-            await store.apply(removed)
-        if len(letters) < REDRIVE_PAGE:
-            return redriven
-        start = "(" + letters[-1][0]

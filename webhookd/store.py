@@ -60,6 +60,20 @@ class Held:
 
 
 @dataclass(frozen=True, slots=True)
+class PartitionStats:
+    """What waits in one partition (``Store.partition_stats``). ``lag`` is None when
+    Redis cannot tell (entries deleted from the stream since the group read there)."""
+
+    stream: str
+    group_exists: bool
+    lag: int | None  # entries not yet read by the consumer group
+    pending: int  # read, not yet acknowledged
+    retry_backlog: int  # in the retry set, waiting or leased (deferred ones included)
+    held: int  # held while their endpoint is disabled
+    deferred: int  # waiting without an attempt (a quota, a paused endpoint)
+
+
+@dataclass(frozen=True, slots=True)
 class DueRetry:
     stream: str
     member: str
@@ -309,13 +323,6 @@ class Store:
                 total += int(await self._redis.zintercard([keys.retry, keys.deferred(vendor)]))
         return total
 
-    async def retry_backlog(self) -> int:
-        """How many deliveries the retry sets hold (waiting or leased), over every partition."""
-        with translated("ZCARD retry sets"):
-            return sum(
-                [await self._redis.zcard(self.keys(stream).retry) for stream in self.streams]
-            )
-
     async def held_of(
         self, stream: str, endpoint_id: str | None = None, page: int = 500
     ) -> AsyncIterator[list[Held]]:
@@ -351,11 +358,6 @@ class Store:
             Held(stream, member, "" if payload is None else _text(payload), float(score))
             for member, (_, score), payload in zip(members, first, payloads, strict=True)
         ]
-
-    async def held_count(self) -> int:
-        """How many deliveries are held, over every partition."""
-        with translated("ZCARD held sets"):
-            return sum([await self._redis.zcard(self.keys(stream).held) for stream in self.streams])
 
     async def history(
         self, stream: str, before: str, count: int
@@ -402,6 +404,76 @@ class Store:
         with translated(f"XRANGE {self.dead_stream}"):
             items = await self._redis.xrange(self.dead_stream, start, "+", count=count)
         return [(_text(item.identifier), text_fields(item)) for item in items]
+
+    async def dead_letters_newest(
+        self, count: int, end: str = "+"
+    ) -> list[tuple[str, dict[str, str]]]:
+        """(id, fields) of up to ``count`` dead letters from ``end`` (inclusive) down,
+        newest first."""
+        with translated(f"XREVRANGE {self.dead_stream}"):
+            items = await self._redis.xrevrange(self.dead_stream, end, "-", count=count)
+        return [(_text(item.identifier), text_fields(item)) for item in items]
+
+    async def dead_letters_by_id(
+        self, dead_ids: Sequence[str]
+    ) -> list[tuple[str, dict[str, str] | None]]:
+        """Each dead letter asked for, None where there is none by that id."""
+        if not dead_ids:
+            return []
+        with translated(f"XRANGE {self.dead_stream}"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for dead_id in dead_ids:
+                    pipe.xrange(self.dead_stream, dead_id, dead_id)
+            replies: list[Any] = list(pipe.results or ())
+        return [
+            (dead_id, text_fields(found[0]) if found else None)
+            for dead_id, found in zip(dead_ids, replies, strict=True)
+        ]
+
+    async def delete_dead_letters(self, dead_ids: Sequence[str]) -> int:
+        """Delete these dead letters; how many there were."""
+        if not dead_ids:
+            return 0
+        with translated(f"XDEL {self.dead_stream}"):
+            return int(await self._redis.xdel(self.dead_stream, list(dead_ids)))
+
+    async def purge_dead_letters(self) -> int:
+        """Delete every dead letter; how many there were."""
+        with translated(f"XTRIM {self.dead_stream}"):
+            return int(await self._redis.xtrim(self.dead_stream, PureToken.MAXLEN, 0))
+
+    async def partition_stats(self) -> list[PartitionStats]:
+        """What waits in each partition: the group's lag and pending entries (XINFO
+        GROUPS), the retry set, held and deferred deliveries. Each partition's reads
+        go in one pipeline (its keys share a slot)."""
+        stats = []
+        for stream in self.streams:
+            keys = self.keys(stream)
+            with translated(f"XINFO GROUPS {stream}"):
+                try:
+                    groups: Any = await self._redis.xinfo_groups(stream)
+                except coredis.exceptions.ResponseError:  # no stream yet: nothing read
+                    groups = []
+            ours = [g for g in groups if _text(g[b"name"]) == self._group]
+            with translated(f"ZCARD backlog of {stream}"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.zcard(keys.retry)
+                    pipe.zcard(keys.held)
+                    pipe.zintercard([keys.retry, keys.deferred_all])
+                retry, held, deferred = (int(n) for n in pipe.results or ())
+            lag = ours[0].get(b"lag") if ours else None
+            stats.append(
+                PartitionStats(
+                    stream=stream,
+                    group_exists=bool(ours),
+                    lag=None if lag is None else int(lag),
+                    pending=int(ours[0][b"pending"]) if ours else 0,
+                    retry_backlog=retry,
+                    held=held,
+                    deferred=deferred,
+                )
+            )
+        return stats
 
 
 def store_for(client: RedisClient, settings: Settings) -> Store:

@@ -27,6 +27,7 @@ from conftest import daemon_config
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from processes import WEBHOOKD, clean_environ, write_config
 from webhookd.embedded import free_port
@@ -119,6 +120,14 @@ def test_the_admin_api_keeps_to_its_description_across_calls(described: Any) -> 
     class Calls(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": HEADERS}
+
+        def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
+            # Negative data is held to the fuzzing phase above: in this phase schemathesis
+            # reports a mutation (e.g. "random bytes" for a body) that the request it then
+            # sends no longer carries, and flags the valid request's 2xx (upstream
+            # schemathesis issues 2983 and 4332).
+            case.validate_response(response, excluded_checks=[negative_data_rejection],
+                                   headers=HEADERS)  # fmt: skip
 
         def after_call(self, response: Any, case: Any) -> None:
             if case.path.startswith("/v1/endpoints/{id}"):

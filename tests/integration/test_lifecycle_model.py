@@ -48,10 +48,11 @@ from lifecycle_model import LANE_ROOM, MAX_ATTEMPTS, START_S, EndpointModel, Job
 
 from webhookd.config import Settings, settings_from_mapping
 from webhookd.connection import RedisClient, open_client
+from webhookd.deadletters import DeadFilter, redrive_letters
 from webhookd.keyspace import PartitionKeys
 from webhookd.model import AckEntry, RecordAttempt, ScheduleRetry, Write
 from webhookd.publisher import entry_fields
-from webhookd.redrive import recover, redrive, replay
+from webhookd.redrive import recover, replay
 from webhookd.registry import registry_for
 
 T = TypeVar("T")
@@ -230,9 +231,10 @@ class Lifecycle(RuleBasedStateMachine):
     def redrive(self, endpoint: int | None) -> None:
         endpoint_id = None if endpoint is None else self.endpoint_ids[endpoint]
         now_s = self.clock.now
-        got = self._redis(lambda client: redrive(self._store(client), now_s,
-                                                 endpoint_id=endpoint_id))  # fmt: skip
-        assert got == self.model.redrive(endpoint_id)
+        selection = DeadFilter(endpoint_id=endpoint_id)
+        got = self._redis(lambda client: redrive_letters(self._store(client), now_s,
+                                                         selection=selection))  # fmt: skip
+        assert got.redriven == self.model.redrive(endpoint_id)
 
     @rule(endpoint=st.integers(0, len(ENDPOINTS) - 1))
     def recover(self, endpoint: int) -> None:

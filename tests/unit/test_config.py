@@ -75,7 +75,7 @@ DEFAULTS = Settings(
     admin=AdminSettings(listen="127.0.0.1:8080", token=None),
     events=EventsSettings(catalog=Path("config/events.toml"), unknown="deliver"),
     secrets=SecretsSettings(key=None, previous_keys=()),
-    log=LogSettings(level="info"),
+    log=LogSettings(level="info", format="auto"),
     source=None,
 )
 
