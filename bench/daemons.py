@@ -14,19 +14,29 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import redis
 import trio
 
-from nginx import Sink
 from processes import BIN, spawn
 from webhookd.config import load_settings
 from webhookd.connection import open_client
+from webhookd.keyspace import PartitionKeys
 from webhookd.registry import endpoint_tls, registry_for
 from workload import publish, vendor_of
 
 GROUP = "webhookd"
+
+
+class Receivers(Protocol):
+    """Where the endpoints point: the nginx sink, or bench/kpi_receiver.py's server."""
+
+    @property
+    def ca_pem(self) -> str: ...  # the CA an HTTPS endpoint trusts
+
+    def port_of(self, scheme: str) -> int: ...
+
 
 DAEMON_CONF = """\
 [redis]
@@ -58,7 +68,7 @@ def configure_daemon(
     workdir: Path,
     name: str,
     redis_url: str,
-    sink: Sink,
+    sink: Receivers,
     scheme: str,
     vendors: int,
     endpoint_concurrency: int,
@@ -151,7 +161,7 @@ def leftovers(client: redis.Redis, name: str) -> dict[str, int]:
     while True:
         found = {
             "pending": cast(dict[str, int], client.xpending(f"{name}:events", GROUP))["pending"],
-            "scheduled retries": cast(int, client.zcard(f"{name}:retry")),
+            "scheduled retries": cast(int, client.zcard(PartitionKeys(f"{name}:events").retry)),
             "dead letters": cast(int, client.xlen(f"{name}:dead")),
         }
         if not any(found.values()) or time.monotonic() > deadline:

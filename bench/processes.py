@@ -1,7 +1,8 @@
-"""Child processes of a benchmark, and the CPU time they and the machine used.
+"""Child processes of a benchmark, the CPU time they and the machine used, their memory.
 
 Every figure comes from ``/proc``: CPU seconds per process (``/proc/<pid>/stat``) and
-for the whole machine (``/proc/stat``), so no process needs to cooperate.
+for the whole machine (``/proc/stat``), resident memory (``/proc/<pid>/status``), so
+no process needs to cooperate.
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ class OtherLoad:
 def cpu_per_item(before: dict[str, float], after: dict[str, float], items: int) -> dict[str, float]:
     """Microseconds of CPU per request or delivery, by process role."""
     return {role: (after[role] - before[role]) * 1e6 / max(1, items) for role in before}
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process now (``VmRSS`` in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024  # the kernel reports kB
+    raise ValueError(f"/proc/{pid}/status has no VmRSS: the process is gone")
 
 
 def load_average() -> float:

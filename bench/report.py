@@ -299,7 +299,9 @@ def print_rows(table: list[tuple[str, ...]], numbers_from: int | None = None) ->
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready: NaN (a percentile of nothing) becomes null."""
+    """JSON-ready: dataclasses become objects, NaN (a percentile of nothing) null."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
@@ -309,5 +311,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_json(report: Report, path: Path) -> None:
-    path.write_text(json.dumps(_plain(dataclasses.asdict(report)), indent=2, default=str) + "\n")
+def write_json(figures: Any, path: Path) -> None:
+    """A report, or any mapping of dataclasses and plain values, as JSON."""
+    path.write_text(json.dumps(_plain(figures), indent=2, default=str) + "\n")

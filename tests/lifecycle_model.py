@@ -26,7 +26,7 @@ LANE_ROOM = LANE_QUEUE_FACTOR
 class Pair:
     """What the model expects of one event's delivery to one endpoint."""
 
-    place: str = "unread"  # unread | delivered | scheduled | dead | dropped
+    place: str = "unread"  # unread | delivered | scheduled | dead | held
     attempts: int = 0  # made in this round (a redrive or a replay starts a new one)
     due_s: float = 0.0  # while scheduled
     record: tuple[str, int] | None = None  # (state, attempts) in the event's record
@@ -70,19 +70,15 @@ class Model:
         taken, self.unread = self.unread, []
         return taken
 
-    def fan_out(self, event_ids: list[str], *, durable: bool = True) -> list[Job]:
-        """Intake: a delivery to each enabled endpoint of the vendor not recorded yet."""
-        jobs = []
-        for event_id in event_ids:
-            for endpoint in self.endpoints.values():
-                pair = self.pairs.get((event_id, endpoint.id))
-                if pair is None or pair.record is not None:
-                    continue
-                if endpoint.enabled:
-                    jobs.append(Job(event_id, endpoint.id, first=True))
-                elif durable:
-                    pair.place = "dropped"
-        return jobs
+    def fan_out(self, event_ids: list[str]) -> list[Job]:
+        """Intake: a delivery to each endpoint of the vendor not recorded yet (a disabled
+        one's is held at dispatch)."""
+        return [
+            Job(event_id, endpoint.id, first=True)
+            for event_id in event_ids
+            for endpoint in self.endpoints.values()
+            if (pair := self.pairs.get((event_id, endpoint.id))) is not None and pair.record is None
+        ]
 
     def due(self) -> list[Job]:
         """What the scheduler claims now, in the retry set's order."""
@@ -102,17 +98,29 @@ class Model:
             self.pairs[job.event_id, job.endpoint_id].due_s = self.now_s + LEASE_S
 
     def dispatch(self, jobs: list[Job], *, durable: bool = True) -> None:
-        """Each endpoint's lane takes LANE_ROOM of the jobs and defers the rest; then each
-        lane sends its own, in order. Not ``durable``: the process dies before recording,
-        and only a 410's disabling of the endpoint (written at once) outlives it."""
+        """A disabled endpoint's jobs are held; each other endpoint's lane takes LANE_ROOM
+        of them and defers the rest; then each lane sends its own, in order. Not
+        ``durable``: the process dies before recording, and only a 410's disabling of the
+        endpoint (written at once) outlives it."""
         taken: Counter[str] = Counter()
+        queued = []
         for job in jobs:
+            if not self.endpoints[job.endpoint_id].enabled:
+                if durable:
+                    self._hold(self.pairs[job.event_id, job.endpoint_id])
+                continue
             taken[job.endpoint_id] += 1
             if taken[job.endpoint_id] > LANE_ROOM:
                 if durable:
                     self._defer(job)
                 continue
+            queued.append(job)
+        for job in queued:
             self._attempt(job, durable)
+
+    @staticmethod
+    def _hold(pair: Pair) -> None:
+        pair.place, pair.record = "held", ("held", pair.attempts)
 
     def _defer(self, job: Job) -> None:
         pair = self.pairs[job.event_id, job.endpoint_id]
@@ -123,9 +131,9 @@ class Model:
     def _attempt(self, job: Job, durable: bool) -> None:
         endpoint = self.endpoints[job.endpoint_id]
         pair = self.pairs[job.event_id, job.endpoint_id]
-        if not endpoint.enabled:  # disabled meanwhile: dead-lettered, not attempted
+        if not endpoint.enabled:  # disabled while it waited in its lane: held
             if durable:
-                self._settle(pair, "dead", pair.attempts)
+                self._hold(pair)
             return
         self.sent[job.endpoint_id, job.event_id] += 1
         if endpoint.answer == 410:
@@ -158,6 +166,14 @@ class Model:
         for endpoint_id in recorded:
             self._schedule_afresh(self.pairs[event_id, endpoint_id])
         return recorded or None
+
+    def recover(self, endpoint_id: str) -> int:
+        """The endpoint's held deliveries, due now with the attempts they had made."""
+        held = [pair for (_, endpoint), pair in self.pairs.items()
+                if endpoint == endpoint_id and pair.place == "held"]  # fmt: skip
+        for pair in held:
+            pair.place, pair.due_s = "scheduled", self.now_s
+        return len(held)
 
     def redrive(self, endpoint_id: str | None) -> int:
         redriven = 0

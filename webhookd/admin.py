@@ -22,10 +22,18 @@ import prometheus_client
 import structlog
 
 from httpserve import Request, Response
-from webhookd import __version__
+from webhookd import __version__, history
 from webhookd.catalog import Catalog
 from webhookd.clock import EpochClock
-from webhookd.errors import EndpointError, EndpointNotFound, StoreError
+from webhookd.deadletters import (
+    DeadFilter,
+    dead_page,
+    purge_letters,
+    redrive_letters,
+    valid_id,
+)
+from webhookd.errors import EndpointError, EndpointNotFound, InvalidEventError, StoreError
+from webhookd.events import format_timestamp, parse_timestamp
 from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.openapi_vendors import add_vendor_paths
@@ -42,14 +50,22 @@ from webhookd.principals import (
     listing_vendor,
     owner_of_new,
 )
-from webhookd.redrive import dead_letters, redrive, replay
+from webhookd.probe import send_test_event
+from webhookd.records import event_deliveries
+from webhookd.redrive import recover, replay
 from webhookd.registry import Registry, endpoint_tls
+from webhookd.sender import Sender
+from webhookd.status import status_report
 from webhookd.store import Store
 from webhookd.vendor_api import VendorApi
 
 log = structlog.get_logger("webhookd.admin")
 _NONE: frozenset[str] = frozenset()
 _TLS_FIELDS = ("ca_cert", "client_cert", "client_key")
+_HISTORY_QUERY = frozenset({"endpoint_id", "vendor", "outcome", "cursor", "limit"})
+MAX_STATS_MINUTES = 120  # the per-minute figures are kept for two hours
+_FILTERS = frozenset({"endpoint_id", "vendor"})
+MAX_DEAD_IDS = 1000  # ids one redrive or purge call may name
 
 Route = Callable[[Request, re.Match[str], Principal], Awaitable[Response]]
 _UNAUTHORIZED = "send Authorization: Bearer <admin.token or a portal token>"
@@ -66,6 +82,7 @@ class AdminApi:
         store: Store,
         readiness: Readiness,
         clock: EpochClock,
+        sender: Sender | None = None,
         vendors: VendorApi | None = None,
     ) -> None:
         self._token = token.encode() if token else None
@@ -74,6 +91,7 @@ class AdminApi:
         self._store = store
         self._readiness = readiness
         self._clock = clock
+        self._sender = sender  # for endpoint tests; None: they answer 503
         self._openapi = document(accepted_patterns(registry.catalog))
         if vendors is not None:
             self._openapi = add_vendor_paths(self._openapi, vendors.plan_names)
@@ -84,27 +102,34 @@ class AdminApi:
             "/openapi.json": self._description,
         }
         # method, path, handler, the query parameters it takes (others answer 400), whose
-        endpoint, event, own = Scope.ENDPOINT, Scope.EVENT, Scope.OWN
+        endpoint, event, dead = Scope.ENDPOINT, Scope.EVENT, Scope.DEAD
+        own, operator = Scope.OWN, Scope.OPERATOR
+        one = r"/(?P<id>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Route, frozenset[str], Scope]] = [
-            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints, frozenset({"vendor"}),
-             own),
+            ("GET", re.compile(r"/v1/endpoints"), self._list_endpoints, frozenset({"vendor"}), own),
             ("POST", re.compile(r"/v1/endpoints"), self._create_endpoint, _NONE, own),
-            ("GET", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._show_endpoint, _NONE,
+            ("GET", re.compile(r"/v1/endpoints" + one), self._show_endpoint, _NONE, endpoint),
+            ("PATCH", re.compile(r"/v1/endpoints" + one), self._patch_endpoint, _NONE, endpoint),
+            ("DELETE", re.compile(r"/v1/endpoints" + one), self._delete_endpoint, _NONE, endpoint),
+            ("POST", re.compile(r"/v1/endpoints" + one + "/rotate-secret"), self._rotate, _NONE,
              endpoint),
-            ("PATCH", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._patch_endpoint, _NONE,
+            ("POST", re.compile(r"/v1/endpoints" + one + "/reveal-secret"), self._reveal, _NONE,
              endpoint),
-            ("DELETE", re.compile(r"/v1/endpoints/(?P<id>[^/]+)"), self._delete_endpoint, _NONE,
+            ("POST", re.compile(r"/v1/endpoints" + one + "/recover"), self._recover, _NONE,
              endpoint),
-            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/rotate-secret"), self._rotate, _NONE,
+            ("GET", re.compile(r"/v1/deliveries"), self._deliveries, _HISTORY_QUERY, own),
+            ("GET", re.compile(r"/v1/stats"), self._stats, frozenset({"minutes"}), operator),
+            ("POST", re.compile(r"/v1/endpoints" + one + "/test"), self._test_endpoint, _NONE,
              endpoint),
-            ("POST", re.compile(r"/v1/endpoints/(?P<id>[^/]+)/reveal-secret"), self._reveal, _NONE,
-             endpoint),
-            ("GET", re.compile(r"/v1/events/(?P<id>[^/]+)"), self._show_event, _NONE, event),
-            ("POST", re.compile(r"/v1/events/(?P<id>[^/]+)/replay"), self._replay_event, _NONE,
+            ("GET", re.compile(r"/v1/events" + one), self._show_event, _NONE, event),
+            ("POST", re.compile(r"/v1/events" + one + "/replay"), self._replay_event, _NONE,
              event),
-            ("GET", re.compile(r"/v1/dead"), self._list_dead, frozenset({"limit"}), own),
-            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, frozenset({"endpoint_id"}),
-             own),
+            ("GET", re.compile(r"/v1/dead"), self._list_dead,
+             frozenset({"limit", "cursor", *_FILTERS}), own),
+            ("GET", re.compile(r"/v1/dead" + one), self._show_dead, _NONE, dead),
+            ("POST", re.compile(r"/v1/dead/redrive"), self._redrive, _FILTERS, own),
+            ("POST", re.compile(r"/v1/dead/purge"), self._purge, _NONE, operator),
+            ("GET", re.compile(r"/v1/status"), self._status, _NONE, operator),
             *(vendors.routes() if vendors is not None else ()),
         ]  # fmt: skip
         self._portal = PortalAssets()
@@ -317,25 +342,98 @@ class AdminApi:
                     by=principal.vendor or "operator")  # fmt: skip
         return Response.json(200, endpoint.public(secret=True))
 
+    async def _recover(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        body = _object(request) if request.body else {}
+        if isinstance(body, Response):
+            return body
+        unknown = set(body) - {"since"}
+        if unknown:
+            return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
+        since = body.get("since")
+        since_s = None
+        if since is not None:
+            try:
+                since_s = parse_timestamp(since) if isinstance(since, str) else None
+            except InvalidEventError:
+                since_s = None
+            if since_s is None:
+                return Response.error(400, "invalid_request", "since: an RFC 3339 timestamp")
+        await self._registry.get(match["id"])  # 404 for an unknown endpoint
+        recovered = await recover(self._store, match["id"], self._clock.now_s(),
+                                  retention_s=self._store.retention_s, since_s=since_s)  # fmt: skip
+        log.info("endpoint.recovered", endpoint_id=match["id"], held=recovered.held,
+                 redriven=recovered.redriven)  # fmt: skip
+        return Response.json(202, {"recovered": recovered.total, "held": recovered.held,
+                                   "redriven": recovered.redriven})  # fmt: skip
+
+    async def _deliveries(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        query = _query(request)
+        limit = _limit(query)
+        if limit is None:
+            return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
+        outcome = query.get("outcome")
+        if outcome is not None and outcome not in history.OUTCOMES:
+            return Response.error(
+                400, "invalid_request", f"outcome: one of {', '.join(history.OUTCOMES)}"
+            )
+        vendor = listing_vendor(principal, query.get("vendor") or None)
+        which = history.Filter(query.get("endpoint_id") or None, vendor, outcome)
+        try:
+            items, cursor = await history.page(self._store, which, limit=limit,
+                                               cursor=query.get("cursor"))  # fmt: skip
+        except ValueError as exc:
+            return Response.error(400, "invalid_request", f"cursor: {exc}")
+        headers = () if cursor is None else (("x-next-cursor", cursor),)
+        return Response.json(200, items, headers)
+
+    async def _stats(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        text = _query(request).get("minutes", "60")
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_STATS_MINUTES):
+            return Response.error(
+                400, "invalid_request", f"minutes: a whole number from 1 to {MAX_STATS_MINUTES}"
+            )
+        last = int(self._clock.now_s() // 60)
+        minutes = await self._store.minutes(last - int(text) + 1, last)
+        return Response.json(200, [
+            {"at": format_timestamp(minute * 60), "delivered": int(delivered),
+             "failed": int(failed),
+             "latency_ms_avg": round(latency / delivered, 3) if delivered else None}
+            for minute, (delivered, failed, latency) in sorted(minutes.items())
+        ])  # fmt: skip
+
+    async def _test_endpoint(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        endpoint = await self._registry.get(match["id"])
+        if self._sender is None:
+            return Response.error(503, "unavailable", "this process sends no deliveries")
+        answer = await send_test_event(self._sender, endpoint, self._clock.now_s())
+        log.info("admin.endpoint_tested", endpoint_id=endpoint.id, status=answer["status"],
+                 error=answer["error"])  # fmt: skip
+        return Response.json(200, answer)
+
     async def _show_event(
         self, request: Request, match: re.Match[str], principal: Principal
     ) -> Response:
         event_id = match["id"]
-        found = await self._store.event_record(event_id)
+        found = await event_deliveries(self._store, event_id)
         if found is None:
             return Response.error(404, "not_found", f"no deliveries recorded for {event_id}")
-        _, states, attempts = found
-        deliveries = [
-            {**state, "attempt_log": [a for a in attempts if a["endpoint_id"] == endpoint_id]}
-            for endpoint_id, state in sorted(states.items())
-        ]
-        return Response.json(200, {"event_id": event_id, "deliveries": deliveries})
+        return Response.json(200, found)
 
     async def _replay_event(
         self, request: Request, match: re.Match[str], principal: Principal
     ) -> Response:
         event_id = match["id"]
-        replayed = await replay(self._store, event_id, self._clock.now_s())
+        replayed = await replay(
+            self._store, event_id, self._clock.now_s(), self._registry.subscribed
+        )
         if replayed is None:
             return Response.error(
                 404, "not_found", f"{event_id} is not retained (unknown or trimmed from the stream)"
@@ -345,29 +443,74 @@ class AdminApi:
     async def _list_dead(
         self, request: Request, match: re.Match[str], principal: Principal
     ) -> Response:
-        try:
-            limit = int(_query(request).get("limit", "100"))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
+        """Newest first; the next page's cursor in ``X-Next-Cursor`` (absent on the last)."""
+        query = _query(request)
+        limit = _limit(query)
+        if limit is None:
             return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
-        letters = await dead_letters(self._store, limit, vendor=listing_vendor(principal, None))
-        return Response.json(200, [{"id": dead_id, **fields} for dead_id, fields in letters])
+        cursor = query.get("cursor")
+        if cursor is not None and not valid_id(cursor):
+            return Response.error(400, "invalid_request", "cursor: an X-Next-Cursor value")
+        selection = _filter(query)
+        if isinstance(selection, Response):
+            return selection
+        selection = _scoped(selection, principal)
+        page = await dead_page(self._store, limit, cursor, selection)
+        headers = () if page.next_cursor is None else (("x-next-cursor", page.next_cursor),)
+        letters = [{"id": dead_id, **fields} for dead_id, fields in page.letters]
+        return Response.json(200, letters, headers)
+
+    async def _show_dead(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        dead_id = match["id"]
+        fields = None
+        if valid_id(dead_id):
+            [(_, fields)] = await self._store.dead_letters_by_id([dead_id])
+        if fields is None:
+            return Response.error(404, "not_found", f"no dead letter {dead_id}")
+        return Response.json(200, {"id": dead_id, **fields})
 
     async def _redrive(
         self, request: Request, match: re.Match[str], principal: Principal
     ) -> Response:
-        endpoint_id = _query(request).get("endpoint_id")
-        if endpoint_id == "":
-            return Response.error(400, "invalid_request", "endpoint_id: an endpoint id, not empty")
-        vendor = listing_vendor(principal, None)
-        if vendor is not None and endpoint_id is not None:
-            owner = await endpoint_owner(self._registry, endpoint_id)
-            admit(principal, Scope.ENDPOINT, owner, f"endpoint {endpoint_id}")
-        count = await redrive(
-            self._store, self._clock.now_s(), endpoint_id=endpoint_id, vendor=vendor
+        """By ``ids`` and/or filters in the body or (filters) the query; all by default."""
+        chosen = _dead_selection(request, with_query=True)
+        if isinstance(chosen, Response):
+            return chosen
+        ids, selection, _ = chosen
+        if selection is None:
+            return Response.json(202, {"redriven": 0, "skipped": 0, "reasons": {}})
+        selection = _scoped(selection, principal)
+        answer = await redrive_letters(
+            self._store, self._clock.now_s(), ids=ids, selection=selection
         )
-        return Response.json(202, {"redriven": count})
+        log.info("admin.dead_redriven", redriven=answer.redriven, skipped=answer.skipped)
+        return Response.json(202, answer.to_json())
+
+    async def _purge(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        """By ``ids`` and/or filters; every letter only with ``{"all": true}``."""
+        chosen = _dead_selection(request, with_query=False)
+        if isinstance(chosen, Response):
+            return chosen
+        ids, selection, everything = chosen
+        assert selection is not None  # only query and body filters can disagree
+        if ids is None and selection.empty and not everything:
+            return Response.error(
+                400, "invalid_request",
+                'say which letters to purge: "ids", "endpoint_id", "vendor", or "all": true',
+            )  # fmt: skip
+        purged = await purge_letters(self._store, ids=ids, selection=selection,
+                                     everything=everything)  # fmt: skip
+        log.info("admin.dead_purged", purged=purged)
+        return Response.json(200, {"purged": purged})
+
+    async def _status(
+        self, request: Request, match: re.Match[str], principal: Principal
+    ) -> Response:
+        return Response.json(200, await status_report(self._store, self._registry))
 
 
 def _object(request: Request) -> dict[str, Any] | Response:
@@ -380,6 +523,68 @@ def _object(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return Response.error(400, "invalid_json", "body must be a JSON object")
     return body
+
+
+def _scoped(selection: DeadFilter, principal: Principal) -> DeadFilter:
+    """The dead-letter filter narrowed to a vendor's own letters (403 for another's)."""
+    return DeadFilter(selection.endpoint_id, listing_vendor(principal, selection.vendor))
+
+
+def _limit(query: dict[str, str]) -> int | None:
+    """The ``limit`` asked for (100 when none), or None when it is not 1 to 1000."""
+    text = query.get("limit", "100")
+    if not (text.isascii() and text.isdigit()):
+        return None
+    limit = int(text)
+    return limit if 1 <= limit <= 1000 else None
+
+
+def _filter(values: dict[str, Any]) -> DeadFilter | Response:
+    """The dead-letter filter in query parameters or a body: non-empty strings."""
+    for name in _FILTERS:
+        if name in values and (not isinstance(values[name], str) or values[name] == ""):
+            return Response.error(400, "invalid_request", f"{name}: a non-empty string")
+    return DeadFilter(values.get("endpoint_id"), values.get("vendor"))
+
+
+def _dead_selection(
+    request: Request, *, with_query: bool
+) -> tuple[list[str] | None, DeadFilter | None, bool] | Response:
+    """(ids, filter, all) of a redrive or purge body; the filter is None when the query's
+    and the body's disagree (nothing can match both)."""
+    body = _object(request) if request.body else {}
+    if isinstance(body, Response):
+        return body
+    known = {"ids", *_FILTERS} if with_query else {"ids", "all", *_FILTERS}
+    if unknown := set(body) - known:
+        return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
+    ids: list[str] | None = body.get("ids")
+    if "ids" in body and not (
+        isinstance(ids, list)
+        and _strings(ids)
+        and 1 <= len(ids) <= MAX_DEAD_IDS
+        and all(map(valid_id, ids))
+    ):
+        return Response.error(
+            400, "invalid_request", f"ids: 1 to {MAX_DEAD_IDS} dead-letter ids (<ms>-<seq>)"
+        )
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        return Response.error(400, "invalid_request", "all: true or false")
+    from_body = _filter(body)
+    if isinstance(from_body, Response):
+        return from_body
+    if not with_query:
+        return ids, from_body, everything
+    from_query = _filter(dict(_query(request)))
+    if isinstance(from_query, Response):
+        return from_query
+    endpoint_ids = {f.endpoint_id for f in (from_body, from_query)} - {None}
+    vendors = {f.vendor for f in (from_body, from_query)} - {None}
+    if len(endpoint_ids) > 1 or len(vendors) > 1:
+        return ids, None, everything
+    selection = DeadFilter(next(iter(endpoint_ids), None), next(iter(vendors), None))
+    return ids, selection, everything
 
 
 def _query(request: Request) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -14,7 +13,8 @@ import click
 import trio
 
 from configtable import configure_logging
-from webhookd import __version__
+from configtable.logs import LOG_FORMATS
+from webhookd import __version__, history
 from webhookd.catalog import load_catalog
 from webhookd.config import MASTER_KEY_BYTES, Settings, load_settings
 from webhookd.connection import RedisClient, open_client, redis_url
@@ -25,9 +25,8 @@ from webhookd.errors import (
     StoreError,
     WebhookdError,
 )
-from webhookd.redrive import redrive
 from webhookd.registry import Registry, registry_for
-from webhookd.store import Store
+from webhookd.store import Store, store_for
 from webhookd.vault import new_master_key, open_vault
 
 T = TypeVar("T")
@@ -45,16 +44,23 @@ def main() -> None:
     envvar="WEBHOOKD_CONFIG",
     help="Config file (default: ./webhookd.toml when present).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default=None,
+    help="Logs as JSON lines, readable console lines, or auto: console on a terminal "
+    "(default: log.format).",
+)
 @click.version_option(__version__, prog_name="webhookd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None) -> None:
+def cli(ctx: click.Context, config_path: Path | None, log_format: str | None) -> None:
     """Durable, signed webhook delivery from a Redis stream."""
     try:
         settings = load_settings(config_path)
     except ConfigError as exc:
         click.echo(f"webhookd: config error: {exc}", err=True)
         ctx.exit(2)
-    configure_logging(settings.log.level)
+    configure_logging(settings.log.level, log_format=log_format or settings.log.format)
     ctx.obj = settings
 
 
@@ -81,12 +87,7 @@ def with_registry(settings: Settings, action: Callable[[Registry], Awaitable[T]]
 
 
 def with_store(settings: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
-    def make(client: RedisClient) -> Store:
-        return Store(
-            client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
-        )
-
-    return with_client(settings, lambda client: action(make(client)))
+    return with_client(settings, lambda client: action(store_for(client, settings)))
 
 
 def first_leaf(group: BaseExceptionGroup[StoreError]) -> StoreError:
@@ -235,38 +236,44 @@ def demo_command(settings: Settings) -> None:
             raise SystemExit(1)
 
 
-@cli.group()
-def dead() -> None:
-    """Inspect and redrive dead letters."""
-
-
-@dead.command("list")
-@click.option("--limit", default=100, show_default=True, help="How many, oldest first.")
+@cli.command("deliveries")
+@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's.")
+@click.option("--vendor", default=None, help="Only this vendor's.")
+@click.option("--outcome", type=click.Choice(history.OUTCOMES), default=None)
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--cursor", default=None, help="Where the previous page ended (printed there).")
 @click.pass_obj
-def dead_list(settings: Settings, limit: int) -> None:
-    """Print dead letters as JSON (without their bodies)."""
-    letters = with_store(settings, lambda store: store.dead_letters(limit))
-    echo_json([
-        {"id": dead_id, **{k: v for k, v in fields.items() if k != "body"}}
-        for dead_id, fields in letters
-    ])  # fmt: skip
+def deliveries(
+    settings: Settings,
+    endpoint_id: str | None,
+    vendor: str | None,
+    outcome: str | None,
+    limit: int,
+    cursor: str | None,
+) -> None:
+    """Delivery history, newest first: each attempt, held or untried dead delivery."""
+    which = history.Filter(endpoint_id, vendor, outcome)
+    try:
+        items, next_cursor = with_store(
+            settings, lambda store: history.page(store, which, limit=limit, cursor=cursor)
+        )
+    except ValueError as exc:
+        fail(f"--cursor: {exc}")
+    echo_json({"deliveries": items, "next_cursor": next_cursor})
 
 
-@dead.command("redrive")
-@click.option("--endpoint", "endpoint_id", default=None, help="Only this endpoint's letters.")
-@click.pass_obj
-def dead_redrive(settings: Settings, endpoint_id: str | None) -> None:
-    """Send dead deliveries again, each with a fresh retry schedule."""
-    count = with_store(settings, lambda store: redrive(store, time.time(), endpoint_id=endpoint_id))
-    echo_json({"redriven": count})
-
-
-# registered last: the vendor commands use the helpers above
+# registered last: these commands use the helpers above
+from webhookd.dead_cli import dead  # noqa: E402
 from webhookd.endpoint_cli import endpoint  # noqa: E402
+from webhookd.ops_cli import catalog, events, status  # noqa: E402
 from webhookd.portal_cli import portal  # noqa: E402
 from webhookd.vendor_cli import vendor  # noqa: E402
 
+cli.add_command(catalog)
+cli.add_command(dead)
 cli.add_command(endpoint)
+cli.add_command(events)
+cli.add_command(status)
 cli.add_command(portal)
 cli.add_command(vendor)
 

@@ -36,6 +36,7 @@ from configtable.kinds import (
     listen_address,
     number,
 )
+from configtable.logs import LOG_FORMATS
 from ratelimiter import InvalidLimit, parse_limit
 from webhookd.errors import ConfigError
 
@@ -93,6 +94,7 @@ class DeliverySettings:
     source_address: str | None
     rotation_grace_s: float
     max_pause_s: float
+    history_entries: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,14 @@ class LogSettings:
     """How verbose logs are: read once where logging is configured."""
 
     level: str
+    format: str  # auto | json | console
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """When a failing endpoint is disabled: the pipeline gets it."""
+
+    disable_after_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +174,7 @@ class Settings:
     delivery: DeliverySettings
     retry: RetrySettings
     quotas: QuotaSettings
+    health: HealthSettings
     admin: AdminSettings
     events: EventsSettings
     secrets: SecretsSettings
@@ -255,7 +266,8 @@ KEYS = KeyTable(ENV_PREFIX, [
     Key("stream", "name", "name", _STREAM_NAME, "webhookd:events", "the stream producers write to"),
     Key("stream", "group", "group", TEXT, "webhookd", "consumer group"),
     Key("stream", "dead", "dead", TEXT, "webhookd:dead", "dead-letter stream"),
-    Key("stream", "ops", "ops", TEXT, "webhookd:ops", "operational events (quota.exceeded, ...)"),
+    Key("stream", "ops", "ops", TEXT, "webhookd:ops",
+        "operational events (endpoint.disabled, ...)"),
     Key("stream", "partitions", "partitions", integer(1), 1,
         "number of streams; above 1 they are <name>:0 .. <name>:<n-1>"),
     Key("stream", "batch_size", "batch_size", integer(1, 10000), 100,
@@ -290,6 +302,8 @@ KEYS = KeyTable(ENV_PREFIX, [
         "seconds a rotated-out secret keeps signing"),
     Key("delivery", "max_pause", "max_pause_s", NON_NEGATIVE, 3600.0,
         "longest pause a 429 or 503 with Retry-After puts on its endpoint"),
+    Key("delivery", "history_entries", "history_entries", integer(0), 100000,
+        "delivery history entries kept per partition (about; 0 keeps none)"),
     Key("retry", "schedule", "schedule_s", _SCHEDULE, (1.0, 2.0, 4.0, 8.0, 16.0),
         "seconds before each retry"),
     Key("retry", "jitter", "jitter",
@@ -305,6 +319,8 @@ KEYS = KeyTable(ENV_PREFIX, [
         "over the daily quota: defer to the next window, or dead_letter"),
     Key("quotas", "limiter_prefix", "limiter_prefix", TEXT, "rl",
         "the limiter's redis.key_prefix: vendors' plans and webhook counters live under it"),
+    Key("health", "disable_after", "disable_after_s", NON_NEGATIVE, 432000.0,
+        "seconds of nothing but failed attempts before an endpoint is disabled (0: never)"),
     Key("admin", "listen", "listen", _LISTEN_ADDRESS, "127.0.0.1:8080",
         "address of the admin API, /metrics and /healthz"),
     Key("admin", "token", "token", OPTIONAL_TEXT, None,
@@ -319,6 +335,8 @@ KEYS = KeyTable(ENV_PREFIX, [
     Key("secrets", "previous_keys", "previous_keys", _MASTER_KEYS, (),
         "older master keys, for decrypting only", secret=True),
     Key("log", "level", "level", LOG_LEVEL, "info", "least severe log level written"),
+    Key("log", "format", "format", choice("one of auto, json, console", *LOG_FORMATS), "auto",
+        "json lines, console (readable), or auto: console when stderr is a terminal"),
 ])
 # fmt: on
 
@@ -328,6 +346,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "delivery": DeliverySettings,
     "retry": RetrySettings,
     "quotas": QuotaSettings,
+    "health": HealthSettings,
     "admin": AdminSettings,
     "events": EventsSettings,
     "secrets": SecretsSettings,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from importlib import resources
 
 import coredis
 import coredis.exceptions
@@ -85,3 +86,8 @@ def translated(operation: str) -> Iterator[None]:
         ):
             raise StoreUnavailable(f"{operation}: {message}") from exc
         raise StoreRefused(f"{operation}: {message}") from exc
+
+
+def lua_script(name: str) -> str:
+    """The text of one of webhookd's Lua scripts (``webhookd/lua``)."""
+    return resources.files("webhookd").joinpath("lua", name).read_text()

@@ -36,6 +36,7 @@ from webhookd.clock import EpochClock
 from webhookd.config import Settings
 from webhookd.connection import RedisClient
 from webhookd.egress import delivery_transport
+from webhookd.endpoint_health import EndpointHealth
 from webhookd.errors import StoreError
 from webhookd.health import Readiness
 from webhookd.intake import Intake
@@ -47,7 +48,7 @@ from webhookd.registry import EndpointTable, registry_for
 from webhookd.retry import RETRY_AFTER_CAP_S, RetryPolicy
 from webhookd.scheduler import Scheduler, Wakeup
 from webhookd.sender import Sender
-from webhookd.store import Store
+from webhookd.store import store_for
 from webhookd.transport import Transport
 from webhookd.vendor_api import vendor_api
 
@@ -75,9 +76,7 @@ class Daemon:
         self._transport = transport or delivery_transport(settings.delivery)
         self._rng = rng or random.Random()
         self.consumer = settings.stream.consumer or consumer_name()
-        self.store = Store(
-            client, settings.stream, settings.redis.key_prefix, settings.delivery.record_ttl_s
-        )
+        self.store = store_for(client, settings)
         self._clock: EpochClock | None = None
         self.registry = registry_for(client, settings, clock=self._now)
         self.readiness = Readiness()
@@ -128,7 +127,9 @@ class Daemon:
         pipeline = Pipeline(sender=sender, recorder=recorder, registry=self.registry,
                             table=table, clock=clock, wakeup=wakeup,
                             max_in_flight=delivery.max_in_flight, quotas=quotas,
-                            max_pause_s=delivery.max_pause_s)  # fmt: skip
+                            max_pause_s=delivery.max_pause_s,
+                            health=EndpointHealth(self.registry, table, clock,
+                                                  settings.health.disable_after_s))  # fmt: skip
         IN_FLIGHT.set_function(lambda: pipeline.lanes.active)
         DISABLED_ENDPOINTS.set_function(table.disabled_count)
         scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=self.readiness,
@@ -141,7 +142,8 @@ class Daemon:
                         dispatch=pipeline.dispatch_all)  # fmt: skip
         vendors = vendor_api(self._client, settings, self.registry, clock)
         admin = AdminApi(token=settings.admin.token, registry=self.registry, store=self.store,
-                         readiness=self.readiness, clock=clock, vendors=vendors)  # fmt: skip
+                         readiness=self.readiness, clock=clock, sender=sender,
+                         vendors=vendors)  # fmt: skip
         log.info("daemon.started", consumer=self.consumer, streams=self.store.streams,
                  group=settings.stream.group)  # fmt: skip
         host, port = settings.admin.address

@@ -9,13 +9,22 @@ from typing import Any
 
 import click
 import structlog
+import trio
 
-from webhookd.cli import echo_json, fail, registry_command
+from webhookd.cli import echo_json, fail, registry_command, with_client
 from webhookd.config import Settings
-from webhookd.errors import EndpointError
+from webhookd.connection import RedisClient
+from webhookd.errors import EndpointError, InvalidEventError
+from webhookd.events import parse_timestamp
 from webhookd.openapi import MAX_ROTATION_GRACE_S
 from webhookd.options import NO_OPTIONS, delivery_options
-from webhookd.registry import endpoint_tls
+from webhookd.output import columns, emit, fields, json_flag, progress_counter
+from webhookd.probe import send_test_event_once
+from webhookd.redrive import recover as recover_held
+from webhookd.registry import endpoint_tls, registry_for
+from webhookd.store import store_for
+
+LIST_COLUMNS = ("id", "vendor", "url", "events", "enabled", "disabled_reason")
 
 
 @click.group()
@@ -162,19 +171,37 @@ def endpoint_update(
 
 @endpoint.command("list")
 @click.option("--vendor", default=None, help="Only this vendor's endpoints.")
+@json_flag
 @click.pass_obj
-def endpoint_list(settings: Settings, vendor: str | None) -> None:
-    """Print every endpoint as a JSON list (without secrets)."""
+def endpoint_list(settings: Settings, vendor: str | None, as_json: bool) -> None:
+    """List every endpoint (without secrets)."""
     endpoints = registry_command(lambda r: r.all(), settings)
-    echo_json([e.public() for e in endpoints if vendor is None or e.vendor == vendor])
+    listed = [e.public() for e in endpoints if vendor is None or e.vendor == vendor]
+    emit(listed, lambda rows: columns(rows, LIST_COLUMNS), as_json=as_json)
 
 
 @endpoint.command("show")
 @click.argument("endpoint_id")
+@json_flag
 @click.pass_obj
-def endpoint_show(settings: Settings, endpoint_id: str) -> None:
-    """Print one endpoint as JSON (without its secret: see reveal-secret)."""
-    echo_json(registry_command(lambda r: r.get(endpoint_id), settings).public())
+def endpoint_show(settings: Settings, endpoint_id: str, as_json: bool) -> None:
+    """Show one endpoint (without its secret: see reveal-secret)."""
+    emit(registry_command(lambda r: r.get(endpoint_id), settings).public(), fields,
+         as_json=as_json)  # fmt: skip
+
+
+@endpoint.command("test")
+@click.argument("endpoint_id")
+@json_flag
+@click.pass_obj
+def endpoint_test(settings: Settings, endpoint_id: str, as_json: bool) -> None:
+    """Send one signed webhook.test event straight to the endpoint (not through the
+    stream) and print the answer; exit 1 unless it answered 2xx."""
+    found = registry_command(lambda r: r.get(endpoint_id), settings)
+    answer = trio.run(send_test_event_once, settings, found)
+    emit(answer, fields, as_json=as_json)
+    if not answer["delivered"]:
+        raise SystemExit(1)
 
 
 @endpoint.command("reveal-secret")
@@ -201,9 +228,42 @@ def endpoint_disable(settings: Settings, endpoint_id: str) -> None:
 
 @endpoint.command("enable")
 @click.argument("endpoint_id")
+@click.option(
+    "--recover",
+    is_flag=True,
+    help="Also deliver what was held while it was disabled (within stream.retention).",
+)
+@click.option("--since", default=None, metavar="RFC3339",
+              help="With --recover: only what was held since then, and redrive the "
+              "endpoint's dead letters since then too.")  # fmt: skip
 @click.pass_obj
-def endpoint_enable(settings: Settings, endpoint_id: str) -> None:
-    echo_json(registry_command(lambda r: r.set_enabled(endpoint_id, True), settings).public())
+def endpoint_enable(settings: Settings, endpoint_id: str, recover: bool, since: str | None) -> None:
+    """Enable the endpoint; with --recover, send what was held for it meanwhile."""
+    since_s = None
+    if since is not None:
+        if not recover:
+            fail("--since goes with --recover")
+        try:
+            since_s = parse_timestamp(since)
+        except InvalidEventError as exc:
+            fail(f"--since: {exc}")
+
+    async def enable(client: RedisClient) -> dict[str, Any]:
+        enabled = await registry_for(client, settings).set_enabled(endpoint_id, True)
+        shown = enabled.public()
+        if recover:
+            store = store_for(client, settings)
+            progress = progress_counter("held deliveries recovered")
+            recovered = await recover_held(store, endpoint_id, time.time(),
+                                           retention_s=store.retention_s, since_s=since_s,
+                                           progress=progress)  # fmt: skip
+            shown["recovered"] = {"held": recovered.held, "redriven": recovered.redriven}
+        return shown
+
+    try:
+        echo_json(with_client(settings, enable))
+    except EndpointError as exc:
+        fail(str(exc))
 
 
 @endpoint.command("rm")

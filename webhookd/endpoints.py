@@ -78,6 +78,10 @@ class Endpoint:
     locked: str | None = None  # why its sealed secrets could not be opened here
     options: DeliveryOptions = NO_OPTIONS
     paused_until: float | None = None  # a 429/503 asked to wait (kept beside the record)
+    disabled_by: str | None = None  # gone | failing | operator
+    disabled_at: str | None = None
+    last_status: int | None = None  # of the last failed attempt, when disabled for failing
+    last_error: str | None = None
     _keys: tuple[tuple[bytes, float], ...] = field(
         default=(), init=False, compare=False, repr=False
     )
@@ -97,7 +101,12 @@ class Endpoint:
         object.__setattr__(self, "_signers", tuple(signers))
 
     def wants(self, event_type: str) -> bool:
-        return self.enabled and any(matches(p, event_type) for p in self.events)
+        return self.enabled and self.subscribes(event_type)
+
+    def subscribes(self, event_type: str) -> bool:
+        """Whether the endpoint takes this type, enabled or not: a disabled endpoint's
+        deliveries are held, not skipped."""
+        return any(matches(p, event_type) for p in self.events)
 
     def keys_at(self, now_s: float) -> list[bytes]:
         """HMAC keys live at ``now_s``: the current one first, then unexpired retired ones."""
@@ -136,6 +145,10 @@ class Endpoint:
             "events": list(self.events),
             "enabled": self.enabled,
             "disabled_reason": self.disabled_reason,
+            "disabled_by": self.disabled_by,
+            "disabled_at": self.disabled_at,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
             "created_at": self.created_at,
             "signing": "hmac" if self.signing_key is None else "ed25519",
             "public_key": self.public_key,
@@ -194,6 +207,10 @@ class Endpoint:
             enabled=raw["enabled"],
             created_at=raw.get("created_at", ""),
             disabled_reason=raw.get("disabled_reason"),
+            disabled_by=raw.get("disabled_by"),
+            disabled_at=raw.get("disabled_at"),
+            last_status=raw.get("last_status"),
+            last_error=raw.get("last_error"),
             retired=tuple(
                 RetiredSecret(old[0], float(old[1]), old[2] if len(old) > 2 else None)
                 for old in secrets.get("retired", [])
@@ -204,11 +221,21 @@ class Endpoint:
             options=options,
         )
 
-    def disabled(self, reason: str) -> Endpoint:
-        return replace(self, enabled=False, disabled_reason=reason)
+    def disabled(
+        self,
+        reason: str,
+        *,
+        by: str = "operator",
+        at: str | None = None,
+        last_status: int | None = None,
+        last_error: str | None = None,
+    ) -> Endpoint:
+        return replace(self, enabled=False, disabled_reason=reason, disabled_by=by,
+                       disabled_at=at, last_status=last_status, last_error=last_error)  # fmt: skip
 
     def enabled_again(self) -> Endpoint:
-        return replace(self, enabled=True, disabled_reason=None)
+        return replace(self, enabled=True, disabled_reason=None, disabled_by=None,
+                       disabled_at=None, last_status=None, last_error=None)  # fmt: skip
 
     def rotated(
         self, new_secret: str, now_s: float, grace_s: float, new_signing_key: str | None = None

@@ -86,6 +86,18 @@ def default_event_id(entry_id: str, partition: int | None) -> str:
     return f"evt_{entry_id}" if partition is None else f"evt_p{partition}_{entry_id}"
 
 
+DEFAULT_ID = re.compile(r"evt_(?:p(?P<partition>\d+)_)?(?P<entry>\d+-\d+)")
+
+
+def default_id_entry(event_id: str) -> tuple[int | None, str] | None:
+    """(partition or None, entry id) that a default event id names; None for other ids."""
+    match = DEFAULT_ID.fullmatch(event_id)
+    if match is None:
+        return None
+    partition = match["partition"]
+    return (None if partition is None else int(partition)), match["entry"]
+
+
 def parse_entry(
     entry_id: str,
     fields: Mapping[bytes, bytes],

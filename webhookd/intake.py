@@ -2,7 +2,8 @@
 
 One read loop per partition (XREADGROUP on its own stream: on Redis Cluster the
 partitions live in different slots), and one reclaim loop that takes over what crashed
-consumers left pending (XAUTOCLAIM) and trims what is past ``stream.retention``.
+consumers left pending (XAUTOCLAIM), trims what is past ``stream.retention``, and
+dead-letters deliveries held longer than that.
 
 Each entry is parsed (a malformed one is dead-lettered with the reason and acked), its
 event id checked (an id already taken by the same event is acked as a duplicate, by a
@@ -39,6 +40,7 @@ from webhookd.metrics import (
 )
 from webhookd.model import AckEntry, AddDeadLetter, Delivery, EntryRef, malformed_writes
 from webhookd.recorder import Recorder
+from webhookd.redrive import expire_held
 from webhookd.registry import EndpointTable
 from webhookd.store import Entry, Store
 
@@ -149,6 +151,9 @@ class Intake:
                 trimmed = await self._store.trim(stream, self._clock.now_s(), settings.retention_s)
                 if trimmed:
                     log.info("stream.trimmed", stream=stream, entries=trimmed)
+            expired = await expire_held(self._store, self._clock.now_s(), settings.retention_s)
+            if expired:
+                log.warning("held.expired", deliveries=expired)
             self._readiness.recovered("reclaim")
             await trio.sleep(settings.reclaim_idle_s / 2)
 

@@ -12,7 +12,13 @@ ATTEMPTS_BY_OUTCOME = {
     outcome: ATTEMPTS.labels(outcome) for outcome in ("delivered", "scheduled", "dead", "gone")
 }
 DEAD_LETTERS = Counter("webhookd_dead_letters_total", "Deliveries dead-lettered")
-ENDPOINTS_GONE = Counter("webhookd_endpoints_disabled_total", "Endpoints disabled after 410")
+ENDPOINTS_DISABLED = Counter(
+    "webhookd_endpoints_disabled_total",
+    "Endpoints webhookd disabled: after a 410 (gone) or failing for health.disable_after",
+    ["reason"],
+)
+HELD = Counter("webhookd_deliveries_held_total", "Deliveries held for a disabled endpoint")
+RECOVERED = Counter("webhookd_deliveries_recovered_total", "Held deliveries sent on recovery")
 IN_FLIGHT = Gauge(
     "webhookd_deliveries_in_flight", "Deliveries queued in their endpoint's lane or being sent"
 )
@@ -62,4 +68,26 @@ QUOTA_DEFERRED = Counter(
 )
 ENDPOINTS_PAUSED = Counter(
     "webhookd_endpoints_paused_total", "Endpoints paused by a 429 or 503 with Retry-After"
+)
+# Per partition (label: its stream name, so as many series as stream.partitions), sampled
+# with the retry backlog from Store.partition_stats.
+CONSUMER_LAG = Gauge(
+    "webhookd_consumer_lag",
+    "Entries in the partition's stream not yet read by the consumer group",
+    ["partition"],
+)
+CONSUMER_PENDING = Gauge(
+    "webhookd_consumer_pending",
+    "Entries read by the consumer group and not yet acknowledged",
+    ["partition"],
+)
+HELD_DELIVERIES = Gauge(
+    "webhookd_held_deliveries",
+    "Deliveries held while their endpoint is disabled",
+    ["partition"],
+)
+DEFERRED_DELIVERIES = Gauge(
+    "webhookd_deferred_deliveries",
+    "Deliveries waiting without an attempt: over a quota, or their endpoint paused",
+    ["partition"],
 )

@@ -22,6 +22,8 @@ from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
 
 GONE_REASON = "endpoint answered 410 Gone and was disabled"
+DEAD_BODY_MAX_BYTES = 64 * 1024  # a bigger event body is not copied into its dead letter
+DEAD_EXCERPT_BYTES = 1024  # what such a dead letter keeps of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,22 @@ class ClearRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class HoldDelivery:
+    """Keep a delivery due to a disabled endpoint until the endpoint is recovered."""
+
+    delivery: Delivery
+    held_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHeld:
+    """A held delivery leaves the held set (recovered, or expired into a dead letter)."""
+
+    stream: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
 class AddDeadLetter:
     fields: tuple[tuple[str, str], ...]
 
@@ -173,6 +191,8 @@ Write = (
     | ScheduleRetry
     | MarkDeferred
     | ClearRetry
+    | HoldDelivery
+    | ReleaseHeld
     | AddDeadLetter
     | RemoveDeadLetter
     | AckEntry
@@ -225,6 +245,35 @@ def deferral_writes(delivery: Delivery, due_s: float, reason: str) -> list[Write
     ]
 
 
+def hold_writes(delivery: Delivery, now_s: float, reason: str) -> list[Write]:
+    """Its endpoint is disabled: the delivery is held (no attempt used), never dropped;
+    ``endpoint enable --recover`` sends what was held."""
+    held = replace(delivery, scheduled=False, deferred=False)
+    writes: list[Write] = [
+        RecordAttempt(delivery, "held", None, reason=reason),
+        HoldDelivery(held, now_s),
+    ]
+    if delivery.scheduled:
+        writes.append(ClearRetry(delivery.stream, delivery.member))
+    return settled_writes(delivery, writes)
+
+
+def release_writes(delivery: Delivery, now_s: float) -> list[Write]:
+    """A held delivery recovered: due now in the retry set, out of the held set."""
+    due = replace(delivery, scheduled=True, deferred=False)
+    return [ScheduleRetry(due, now_s), ReleaseHeld(delivery.stream, delivery.member)]
+
+
+def expired_hold_writes(delivery: Delivery, reason: str) -> list[Write]:
+    """Held past ``stream.retention`` without a recovery: a dead letter, so it can
+    still be redriven, and out of the held set."""
+    return [
+        RecordAttempt(delivery, "dead", None, reason=reason),
+        dead_letter(delivery, None, reason),
+        ReleaseHeld(delivery.stream, delivery.member),
+    ]
+
+
 def refusal_writes(delivery: Delivery, reason: str) -> list[Write]:
     """Dead-lettered untried (over the daily quota, when so configured)."""
     writes: list[Write] = [
@@ -252,18 +301,33 @@ def dead_letter(delivery: Delivery, attempt: AttemptRecord | None, reason: str) 
             ("event_type", event.type),
             ("vendor", event.vendor),
             ("timestamp", event.timestamp),
-            ("body", event.body.decode()),
+            *dead_body_fields(event.body),
             ("stream", delivery.origin.stream),
             ("entry_id", delivery.origin.entry_id),
         )
     )
 
 
-def from_dead_letter(fields: Mapping[str, str], default_stream: str) -> Delivery | None:
+def dead_body_fields(body: bytes) -> tuple[tuple[str, str], ...]:
+    """A dead letter's copy of the event body: whole up to ``DEAD_BODY_MAX_BYTES``, else
+    its first ``DEAD_EXCERPT_BYTES`` (cut back to whole UTF-8 characters) and its size;
+    a redrive reads such an event again from its stream entry."""
+    if len(body) <= DEAD_BODY_MAX_BYTES:
+        return (("body", body.decode()),)
+    excerpt = body[:DEAD_EXCERPT_BYTES].decode("utf-8", "ignore")
+    return (("body_excerpt", excerpt), ("body_size", str(len(body))))
+
+
+def from_dead_letter(
+    fields: Mapping[str, str], default_stream: str, body: bytes | None = None
+) -> Delivery | None:
     """A fresh delivery (no attempts made) for a dead letter; None for malformed entries,
-    which name no endpoint. Dead letters written before partitions were recorded in them
+    which name no endpoint, and for oversized ones unless ``body`` (read again from the
+    stream entry) is given. Dead letters written before partitions were recorded in them
     go to ``default_stream``."""
     renamed = {"id": "event_id", "type": "event_type"}
+    if body is not None:
+        fields = {**fields, "body": body.decode()}
     try:
         keys = ("id", "type", "vendor", "timestamp", "body")
         event = stored_event({key: fields[renamed.get(key, key)] for key in keys})

@@ -18,6 +18,7 @@ from typing import Any
 
 from webhookd import __version__
 from webhookd.events import VENDOR_ID
+from webhookd.history import OUTCOMES
 from webhookd.options import HEADER_NAME, HEADER_VALUE, RESERVED_HEADERS, RESERVED_PREFIXES
 
 _SPECIAL = frozenset(".^$*+?()[]{}|\\")
@@ -127,6 +128,112 @@ _LINKS = {
     "RotateSecret": {"operationId": "rotateSecret", "parameters": {"id": "$response.body#/id"}},
     "RevealSecret": {"operationId": "revealSecret", "parameters": {"id": "$response.body#/id"}},
     "RemoveEndpoint": {"operationId": "removeEndpoint", "parameters": {"id": "$response.body#/id"}},
+    "TestEndpoint": {"operationId": "testEndpoint", "parameters": {"id": "$response.body#/id"}},
+}
+_DEAD_ID = {
+    "type": "string",
+    "pattern": "^[0-9]{1,19}-[0-9]{1,19}$",
+    "description": "a dead letter's id (its entry id in stream.dead)",
+}
+_DEAD_FILTERS = {
+    "endpoint_id": {"type": "string", "minLength": 1, "description": "only this endpoint's"},
+    "vendor": {"type": "string", "minLength": 1, "description": "only this vendor's"},
+}
+_DEAD_FILTER_PARAMETERS = [
+    {"name": name, "in": "query", "schema": schema} for name, schema in _DEAD_FILTERS.items()
+]
+_DEAD_IDS = {"type": "array", "items": _DEAD_ID, "minItems": 1, "maxItems": 1000}
+_DEAD_LETTER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "event_id": {"type": "string"},
+        "endpoint_id": {"type": "string"},
+        "attempts": {"type": "string"},
+        "last_status": {"type": "string"},
+        "last_error": {"type": "string"},
+        "reason": {"type": "string"},
+        "body": {"type": "string", "description": "the event's body, up to 64 KiB"},
+        "body_excerpt": {"type": "string", "description": "a bigger body's first 1 KiB"},
+        "body_size": {"type": "string", "description": "a bigger body's size in bytes"},
+    },
+    "required": ["id"],
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_PARTITION = {
+    "type": "object",
+    "properties": {
+        "stream": {"type": "string"},
+        "group_exists": {"type": "boolean"},
+        "lag": {"type": ["integer", "null"], "minimum": 0},
+        **{name: _COUNT for name in ("pending", "retry_backlog", "held", "deferred")},
+    },
+    "required": ["stream", "lag", "pending", "retry_backlog", "held", "deferred"],
+}
+_STATUS = {
+    "type": "object",
+    "properties": {
+        "lag": _COUNT,
+        "pending": _COUNT,
+        "retry_backlog": _COUNT,
+        "held": _COUNT,
+        "deferred": _COUNT,
+        "partitions": {"type": "array", "items": _PARTITION},
+        "disabled_endpoints": {
+            "type": "object",
+            "properties": {
+                "count": _COUNT,
+                "endpoints": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "vendor": {"type": "string"},
+                            "reason": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+            "required": ["count", "endpoints"],
+        },
+    },
+    "required": [
+        "lag",
+        "pending",
+        "retry_backlog",
+        "held",
+        "deferred",
+        "partitions",
+        "disabled_endpoints",
+    ],
+}
+_REDRIVEN = {
+    "type": "object",
+    "properties": {
+        "redriven": _COUNT,
+        "skipped": _COUNT,
+        "reasons": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "why letters were skipped, by id (the first 100)",
+        },
+    },
+    "required": ["redriven", "skipped", "reasons"],
+}
+_TESTED = {
+    "type": "object",
+    "properties": {
+        "endpoint_id": {"type": "string"},
+        "event_id": {"type": "string"},
+        "url": {"type": "string"},
+        "delivered": {"type": "boolean", "description": "the endpoint answered 2xx"},
+        "status": {"type": ["integer", "null"]},
+        "error": {"type": ["string", "null"]},
+        "duration_ms": {"type": "number"},
+        "response": {"type": "string", "description": "the response body's first 1,024 characters"},
+    },
+    "required": ["endpoint_id", "event_id", "delivered", "status", "error", "duration_ms"],
 }
 
 
@@ -168,8 +275,45 @@ def _op(
     }
 
 
+_LIMIT = {"name": "limit", "in": "query",
+          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}  # fmt: skip
+CURSOR_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}_[0-9]{1,5}$"
+
+
 def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _dead_list() -> dict[str, Any]:
+    """``GET /v1/dead``: pages of letters, the next page's cursor in a header."""
+    listed = _op(
+        "listDead",
+        "Dead letters, newest first. A filtered page reads at most 1,000 letters (or limit, "
+        "if more) and may hold fewer than limit, even none, with a cursor to go on from",
+        "200",
+        {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}},
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+            {
+                "name": "cursor",
+                "in": "query",
+                "schema": _DEAD_ID,
+                "description": "X-Next-Cursor of the page before",
+            },
+            *_DEAD_FILTER_PARAMETERS,
+        ],
+    )
+    listed["responses"]["200"]["headers"] = {
+        "X-Next-Cursor": {
+            "description": "cursor of the next page; absent on the last page",
+            "schema": _DEAD_ID,
+        }
+    }
+    return listed
 
 
 def document(event_patterns: Iterable[str]) -> dict[str, Any]:
@@ -209,6 +353,11 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
         "additionalProperties": False,
         "dependentRequired": both,
     }
+    recovery = {
+        "type": "object",
+        "properties": {"since": {"type": "string", "format": "rfc3339"}},
+        "additionalProperties": False,
+    }
     grace = {
         "type": "object",
         "properties": {
@@ -231,7 +380,7 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Endpoint": _ENDPOINT, "Error": _ERROR},
+            "schemas": {"Endpoint": _ENDPOINT, "Error": _ERROR, "DeadLetter": _DEAD_LETTER},
         },
         "paths": {
             "/v1/endpoints": {
@@ -270,6 +419,43 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
                     "200", _ENDPOINT_REF, finds=True, parameters=_ID,
                 ),
             },
+            "/v1/endpoints/{id}/recover": {
+                "post": _op(
+                    "recoverEndpoint",
+                    "Deliver what was held while the endpoint was disabled (within "
+                    "stream.retention); with since, also redrive its dead letters since then",
+                    "202", {"type": "object", "properties": {
+                        "recovered": {"type": "integer"}, "held": {"type": "integer"},
+                        "redriven": {"type": "integer"}}},
+                    finds=True, parameters=_ID, requestBody=_body(recovery, required=False),
+                ),
+            },
+            "/v1/deliveries": {
+                "get": _op(
+                    "listDeliveries",
+                    "Delivery history, newest first: one entry per attempt, held or untried "
+                    "dead delivery; the next page's cursor is in X-Next-Cursor",
+                    "200", {"type": "array", "items": {"type": "object"}},
+                    parameters=[
+                        {"name": "endpoint_id", "in": "query", "schema": {"type": "string"}},
+                        {"name": "vendor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "outcome", "in": "query", "schema": {"enum": list(OUTCOMES)}},
+                        {"name": "cursor", "in": "query",
+                         "schema": {"type": "string", "pattern": CURSOR_PATTERN}},
+                        _LIMIT,
+                    ],
+                ),
+            },
+            "/v1/stats": {
+                "get": _op(
+                    "deliveryStats",
+                    "Deliveries, failed attempts and mean attempt latency per minute, oldest "
+                    "first",
+                    "200", {"type": "array", "items": {"type": "object"}},
+                    parameters=[{"name": "minutes", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 120, "default": 60}}],
+                ),
+            },
             "/v1/events/{id}": {
                 "get": _op("showEvent", "An event's deliveries, each with every attempt", "200",
                            {"type": "object"}, finds=True, parameters=_ID),
@@ -278,19 +464,57 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
                 "post": _op("replayEvent", "Deliver an event again to its endpoints", "202",
                             {"type": "object"}, finds=True, parameters=_ID),
             },
-            "/v1/dead": {
-                "get": _op(
-                    "listDead", "Dead letters, oldest first", "200", {"type": "array"},
-                    parameters=[{"name": "limit", "in": "query", "schema": {
-                        "type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+            "/v1/endpoints/{id}/test": {
+                "post": _op(
+                    "testEndpoint",
+                    "Send one signed webhook.test event straight to the endpoint (not through "
+                    "the stream, not recorded); the answer says what it answered",
+                    "200", _TESTED, finds=True, parameters=_ID,
                 ),
+            },
+            "/v1/dead": {
+                "get": _dead_list(),
+            },
+            "/v1/dead/{id}": {
+                "get": _op("showDead", "One dead letter", "200", _DEAD_LETTER, finds=True,
+                           parameters=_ID),
             },
             "/v1/dead/redrive": {
                 "post": _op(
-                    "redriveDead", "Deliver dead letters again with a fresh schedule", "202",
-                    {"type": "object"},
-                    parameters=[{"name": "endpoint_id", "in": "query",
-                                 "schema": {"type": "string", "minLength": 1}}],
+                    "redriveDead",
+                    "Deliver dead letters again with a fresh schedule: those in ids that the "
+                    "filters (body or query) take; with neither, all. Letters that cannot be "
+                    "sent again stay and are counted as skipped, with the reason",
+                    "202", _REDRIVEN, parameters=_DEAD_FILTER_PARAMETERS,
+                    requestBody=_body({"type": "object", "properties": {
+                        "ids": _DEAD_IDS, **_DEAD_FILTERS}, "additionalProperties": False},
+                        required=False),
+                ),
+            },
+            "/v1/dead/purge": {
+                "post": _op(
+                    "purgeDead",
+                    "Delete dead letters: those in ids and/or those the filters take; every "
+                    'one only with {"all": true}',
+                    "200", {"type": "object", "properties": {"purged": _COUNT},
+                            "required": ["purged"]},
+                    requestBody=_body({
+                        "type": "object",
+                        "properties": {"ids": _DEAD_IDS, **_DEAD_FILTERS,
+                                       "all": {"type": "boolean"}},
+                        "additionalProperties": False,
+                        "anyOf": [{"required": ["ids"]}, {"required": ["endpoint_id"]},
+                                  {"required": ["vendor"]},
+                                  {"required": ["all"], "properties": {"all": {"const": True}}}],
+                    }),
+                ),
+            },
+            "/v1/status": {
+                "get": _op(
+                    "status",
+                    "Per partition: consumer lag, pending entries, retry backlog, held and "
+                    "deferred deliveries; their totals; the endpoints disabled now",
+                    "200", _STATUS,
                 ),
             },
             "/metrics": {

@@ -11,9 +11,13 @@ vendor, coalesced) and paused endpoints; with quotas off and no endpoint paused 
 returns at once, and the batch pays nothing. A deferred delivery waits in the retry set
 without using an attempt, and its record says why.
 
+A delivery due to a disabled endpoint is held (``model.hold_writes``), never dropped:
+at dispatch, or when its endpoint was disabled while it waited in its lane.
+
 The side effects of an outcome beyond its writes live here too: a 410 disables the
-endpoint (here at once, in Redis if it still can), and a 429 or 503 with Retry-After
-pauses it (capped by ``delivery.max_pause``).
+endpoint (here at once, in Redis if it still can), a 429 or 503 with Retry-After
+pauses it (capped by ``delivery.max_pause``), and every attempt counts towards its
+endpoint's health (``webhookd.endpoint_health``).
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from dataclasses import dataclass
 import structlog
 
 from webhookd.clock import EpochClock
+from webhookd.endpoint_health import EndpointHealth
+from webhookd.endpoints import Endpoint
 from webhookd.errors import StoreError, WebhookdError
 from webhookd.events import format_timestamp
 from webhookd.lanes import Lanes
 from webhookd.metrics import (
     DEAD_LETTERS,
     DEFERRED,
-    ENDPOINTS_GONE,
+    ENDPOINTS_DISABLED,
     ENDPOINTS_PAUSED,
+    HELD,
     QUOTA_DEFERRED,
 )
 from webhookd.model import (
@@ -41,6 +48,7 @@ from webhookd.model import (
     ScheduleRetry,
     Write,
     deferral_writes,
+    hold_writes,
     outcome_writes,
     refusal_writes,
 )
@@ -80,6 +88,7 @@ class Pipeline:
         max_in_flight: int,
         quotas: Quotas | None = None,
         max_pause_s: float = 0.0,
+        health: EndpointHealth | None = None,
     ) -> None:
         self._sender = sender
         self._recorder = recorder
@@ -89,6 +98,7 @@ class Pipeline:
         self._wakeup = wakeup
         self._quotas = quotas
         self._max_pause_s = max_pause_s
+        self._health = health
         self.lanes = Lanes(self._deliver, max_in_flight=max_in_flight,
                            queue_factor=LANE_QUEUE_FACTOR)  # fmt: skip
 
@@ -154,8 +164,12 @@ class Pipeline:
         when that lane is full, defer it to the retry set so one slow endpoint cannot take
         every slot. One ``counted`` against a quota is queued even then: ``judge`` kept
         the lane's bound for its batch, and others may have filled it since."""
+        endpoint = self._table.get(delivery.endpoint_id)
+        if endpoint is not None and not endpoint.enabled:
+            self._hold(delivery, endpoint)
+            return
         await self.lanes.admit()
-        concurrency = self._sender.concurrency_of(self._table.get(delivery.endpoint_id))
+        concurrency = self._sender.concurrency_of(endpoint)
         if not self.lanes.offer(delivery, concurrency, force=counted):
             self._busy(delivery)
 
@@ -171,6 +185,11 @@ class Pipeline:
         self._recorder.settled(delivery, writes)
         self._wakeup.at(due_s)
 
+    def _hold(self, delivery: Delivery, endpoint: Endpoint) -> None:
+        HELD.inc()
+        reason = f"endpoint disabled: {endpoint.disabled_reason or 'disabled'}"
+        self._recorder.settled(delivery, hold_writes(delivery, self._clock.now_s(), reason))
+
     def _defer(self, delivery: Delivery, due_s: float, reason: str) -> None:
         QUOTA_DEFERRED.labels("paused" if reason.startswith(PAUSED) else "quota").inc()
         self._recorder.settled(delivery, deferral_writes(delivery, due_s, reason))
@@ -178,6 +197,9 @@ class Pipeline:
 
     async def _deliver(self, delivery: Delivery) -> None:
         endpoint = self._table.get(delivery.endpoint_id)
+        if endpoint is not None and not endpoint.enabled:  # disabled while it waited
+            self._hold(delivery, endpoint)
+            return
         if self._table.paused:  # paused while the delivery waited in its lane
             until = self._table.paused_until(delivery.endpoint_id, self._clock.now_s())
             if until is not None:
@@ -189,10 +211,12 @@ class Pipeline:
         if isinstance(outcome, RetryAt):
             self._wakeup.at(outcome.due_s)
         elif isinstance(outcome, Gone) and endpoint is not None:
-            ENDPOINTS_GONE.inc()
+            ENDPOINTS_DISABLED.labels("gone").inc()
             await self._disable(delivery.endpoint_id)
         if attempted.record.result.retry_after_s is not None:
             await self._pause(attempted)
+        if self._health is not None and endpoint is not None:
+            await self._health.observe(delivery.endpoint_id, attempted.record, outcome)
 
     async def _pause(self, attempted: Attempted) -> None:
         """Hold the endpoint's other deliveries for as long as its answer asked, here at
@@ -215,12 +239,14 @@ class Pipeline:
     async def _disable(self, endpoint_id: str) -> None:
         """The delivery is already dead-lettered; a failure here (the endpoint removed
         meanwhile, Redis unreachable) is logged and must not take the daemon down."""
-        reason = "answered 410 Gone"
+        reason, error = "answered 410 Gone", "HTTP 410"
         endpoint = self._table.get(endpoint_id)
         if endpoint is not None:
-            self._table.update(endpoint.disabled(reason))
+            self._table.update(endpoint.disabled(reason, by="gone", last_status=410,
+                                                 last_error=error))  # fmt: skip
         try:
-            await self._registry.set_enabled(endpoint_id, False, reason)
+            await self._registry.set_enabled(endpoint_id, False, reason, by="gone",
+                                             last_status=410, last_error=error)  # fmt: skip
         except (WebhookdError, StoreError) as exc:
             log.warning("endpoint.disable_failed", endpoint_id=endpoint_id, error=str(exc))
 

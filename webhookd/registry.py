@@ -13,6 +13,15 @@ are kept beside the table: ``{p:endpoints}:paused`` (HASH id -> JSON ``until``, 
 seconds, and ``reason``) with its own token, ``{p:endpoints}:paused:version``. A pause
 neither re-reads every endpoint on every daemon nor races an operator's edit of the
 record; daemons read both tokens with one MGET and the pauses only when theirs moved.
+
+Endpoint health is kept the same way: ``{p:endpoints}:failing`` (HASH id -> JSON
+``since``, epoch seconds of the first failed attempt in a row) with its token
+``{p:endpoints}:failing:version``. The first daemon to see an endpoint fail writes
+``since`` (HSETNX: later failures keep it); the first success anywhere drops it; an
+endpoint failing for ``health.disable_after`` is disabled. State changes of an endpoint
+(disable, enable, an operator's edit) are compare-and-swaps of its record
+(``lua/swap_endpoint.lua``): of several daemons disabling one endpoint exactly one wins,
+and the winner alone writes ``endpoint.disabled`` to the ops stream.
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import structlog
+
+from webhookd import ops
 from webhookd.catalog import Catalog, load_catalog
 from webhookd.config import Settings
-from webhookd.connection import RedisClient, translated
+from webhookd.connection import RedisClient, lua_script, translated
 from webhookd.endpoints import (
     SIGNING_SCHEMES,
     Endpoint,
@@ -37,13 +49,15 @@ from webhookd.endpoints import (
     parse_patterns,
     validate_url,
 )
-from webhookd.errors import EndpointError, EndpointNotFound
-from webhookd.events import VENDOR_ID, format_timestamp
+from webhookd.errors import EndpointError, EndpointNotFound, StoreError
+from webhookd.events import VENDOR_ID, Event, format_timestamp
 from webhookd.options import NO_OPTIONS, DeliveryOptions, delivery_options
 from webhookd.signing import ED25519_SEED_BYTES, SECRET_MIN_BYTES, new_secret, new_signing_key
 from webhookd.signing import secret_key as check_secret
 from webhookd.tls import endpoint_context
 from webhookd.vault import Vault, open_vault
+
+log = structlog.get_logger("webhookd.registry")
 
 ROTATION_GRACE_S = 24 * 3600.0
 
@@ -76,6 +90,7 @@ def registry_for(
         catalog=load_catalog(settings.events.catalog),
         rotation_grace_s=settings.delivery.rotation_grace_s,
         clock=clock,
+        ops_stream=settings.stream.ops,
     )
 
 
@@ -103,12 +118,17 @@ class Registry:
         catalog: Catalog,
         rotation_grace_s: float = ROTATION_GRACE_S,
         clock: Callable[[], float] = time.time,
+        ops_stream: str | None = None,
     ) -> None:
         self._redis = client
         self._key = f"{key_prefix}:endpoints"
         self._version_key = "{" + self._key + "}:version"
         self._paused_key = "{" + self._key + "}:paused"
         self._pauses_version_key = "{" + self._key + "}:paused:version"
+        self._failing_key = "{" + self._key + "}:failing"
+        self._failing_version_key = "{" + self._key + "}:failing:version"
+        self._swap = client.register_script(lua_script("swap_endpoint.lua"))
+        self.ops_stream = ops_stream
         self.clock = clock  # epoch seconds: which pauses are still on
         self.policy = policy
         self.vault = vault
@@ -161,6 +181,10 @@ class Registry:
 
     async def get(self, endpoint_id: str) -> Endpoint:
         """The endpoint, with its pause if one is on."""
+        return (await self._read(endpoint_id))[1]
+
+    async def _read(self, endpoint_id: str) -> tuple[str, Endpoint]:
+        """The stored record (what a swap compares) and the endpoint it holds."""
         with translated("read endpoint"):
             raw = await self._redis.hget(self._key, endpoint_id)
             paused = await self._redis.hget(self._paused_key, endpoint_id)
@@ -169,7 +193,49 @@ class Registry:
         until = _pause_end(paused) if paused is not None else None
         if until is not None and until <= self.clock():
             until = None
-        return dataclasses.replace(Endpoint.from_json(raw, self.vault), paused_until=until)
+        endpoint = Endpoint.from_json(raw, self.vault)
+        return _text(raw), dataclasses.replace(endpoint, paused_until=until)
+
+    async def _swapped(self, endpoint_id: str, read: str, endpoint: Endpoint) -> bool:
+        """Store ``endpoint`` if its record is still ``read``; False if it moved meanwhile."""
+        keys = [self._key, self._version_key, self._failing_key, self._failing_version_key]
+        with translated("swap endpoint"):
+            done: int = await self._swap(
+                keys=keys,
+                args=[endpoint_id, read, endpoint.to_json(self.vault), secrets.token_hex(8)],
+            )
+        return bool(done)
+
+    async def _changed(
+        self, endpoint_id: str, change: Callable[[Endpoint], Endpoint]
+    ) -> tuple[Endpoint, Endpoint]:
+        """(before, after) of applying ``change`` to the endpoint as stored, atomically."""
+        while True:
+            read, before = await self._read(endpoint_id)
+            after = change(before)
+            if after == before or await self._swapped(endpoint_id, read, after):
+                await self._announce(before, after)
+                return before, after
+
+    async def _announce(self, before: Endpoint, after: Endpoint) -> None:
+        """``endpoint.disabled`` / ``endpoint.enabled`` for a change this call made; a
+        failure to write it is logged (the change itself has landed)."""
+        if before.enabled == after.enabled or self.ops_stream is None:
+            return
+        now_s = self.clock()
+        notice = (
+            ops.endpoint_enabled(after, format_timestamp(now_s), int(now_s * 1000))
+            if after.enabled
+            else ops.endpoint_disabled(after, int(now_s * 1000))
+        )
+        try:
+            await ops.emit(self._redis, self.ops_stream, notice)
+        except StoreError as exc:
+            log.warning("endpoint.announce_failed", endpoint_id=after.id,
+                        type=notice["type"], error=str(exc))  # fmt: skip
+            return
+        log.info(notice["type"], endpoint_id=after.id, vendor=after.vendor,
+                 reason=after.disabled_by, detail=after.disabled_reason)  # fmt: skip
 
     async def all(self) -> list[Endpoint]:
         with translated("read endpoints"):
@@ -181,6 +247,11 @@ class Registry:
             for e in endpoints
         ]
         return sorted(endpoints, key=lambda e: (e.vendor, e.created_at, e.id))
+
+    async def subscribed(self, event: Event) -> list[str]:
+        """Ids of the endpoints subscribed to the event now, disabled ones too."""
+        return [e.id for e in await self.all() if e.vendor == event.vendor
+                and e.subscribes(event.type)]  # fmt: skip
 
     async def pause(self, endpoint_id: str, until_s: float, reason: str) -> None:
         """Hold deliveries to the endpoint until ``until_s`` (epoch); pauses already over
@@ -214,16 +285,66 @@ class Registry:
         if not gone:
             raise EndpointNotFound(f"no endpoint with id {endpoint_id!r}")
 
-    async def set_enabled(self, endpoint_id: str, enabled: bool, reason: str = "") -> Endpoint:
-        endpoint = await self.get(endpoint_id)
-        changed = endpoint.enabled_again() if enabled else endpoint.disabled(reason or "disabled")
-        await self.save(changed)
-        return changed
+    async def set_enabled(
+        self,
+        endpoint_id: str,
+        enabled: bool,
+        reason: str = "",
+        *,
+        by: str = "operator",
+        last_status: int | None = None,
+        last_error: str | None = None,
+    ) -> Endpoint:
+        """Enable or disable the endpoint (a no-op if it already is); the change, when
+        this call made it, is announced on the ops stream."""
+        at = format_timestamp(self.clock())
+
+        def change(endpoint: Endpoint) -> Endpoint:
+            if endpoint.enabled == enabled:
+                return endpoint
+            if enabled:
+                return endpoint.enabled_again()
+            return endpoint.disabled(reason or "disabled by operator", by=by, at=at,
+                                     last_status=last_status, last_error=last_error)  # fmt: skip
+
+        return (await self._changed(endpoint_id, change))[1]
+
+    async def note_failing(self, endpoint_id: str, since_s: float) -> float:
+        """The endpoint failed: the start of its run of failures (this one's, unless
+        another attempt started the run already)."""
+        with translated("note failing endpoint"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(self._failing_key, endpoint_id, json.dumps({"since": since_s}))
+                pipe.set(self._failing_version_key, secrets.token_hex(8))
+                stored = pipe.hget(self._failing_key, endpoint_id)
+            value = await stored
+        return since_s if value is None else (_failing_since(value) or since_s)
+
+    async def clear_failing(self, endpoint_id: str) -> None:
+        """The endpoint answered with success: its run of failures is over."""
+        with translated("clear failing endpoint"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._failing_key, [endpoint_id])
+                pipe.set(self._failing_version_key, secrets.token_hex(8))
+
+    async def failing(self) -> dict[str, float]:
+        """Endpoint id -> start of its run of failed attempts."""
+        with translated("read failing endpoints"):
+            stored = await self._redis.hgetall(self._failing_key)
+        since = {_text(k): _failing_since(v) for k, v in stored.items()}
+        return {k: v for k, v in since.items() if v is not None}
 
     async def update(self, endpoint_id: str, changes: Mapping[str, Any]) -> Endpoint:
         """Apply an operator's changes (url, events, enabled, TLS, delivery options), each
         checked as on add."""
-        endpoint = await self.get(endpoint_id)
+        at = format_timestamp(self.clock())
+
+        def change(endpoint: Endpoint) -> Endpoint:
+            return self._edited(endpoint, changes, at)
+
+        return (await self._changed(endpoint_id, change))[1]
+
+    def _edited(self, endpoint: Endpoint, changes: Mapping[str, Any], at: str) -> Endpoint:
         endpoint = dataclasses.replace(
             endpoint, options=delivery_options(changes, endpoint.options)
         )
@@ -238,11 +359,12 @@ class Registry:
         if "enabled" in changes:
             if not isinstance(changes["enabled"], bool):
                 raise EndpointError("enabled must be true or false")
-            endpoint = (
-                endpoint.enabled_again()
-                if changes["enabled"]
-                else endpoint.disabled("disabled by operator")
-            )
+            if changes["enabled"] != endpoint.enabled:
+                endpoint = (
+                    endpoint.enabled_again()
+                    if changes["enabled"]
+                    else endpoint.disabled("disabled by operator", by="operator", at=at)
+                )
         tls_fields = ("ca_cert", "client_cert", "client_key")
         if any(name in changes for name in tls_fields):
             current = endpoint.tls or EndpointTls()
@@ -250,7 +372,6 @@ class Registry:
             if not all(isinstance(value, str | None) for value in values):
                 raise EndpointError("tls: ca_cert, client_cert and client_key are PEM strings")
             endpoint = dataclasses.replace(endpoint, tls=endpoint_tls(*values))
-        await self.save(endpoint)
         return endpoint
 
     async def rotate_secret(
@@ -288,12 +409,14 @@ class Registry:
                     pipe.set(self._version_key, secrets.token_hex(8))
         return len(stale)
 
-    async def versions(self) -> tuple[str, str]:
-        """The tokens of the table and of the pauses, in one round trip."""
+    async def versions(self) -> tuple[str, str, str]:
+        """The tokens of the table, the pauses and the failing states, in one round trip."""
         with translated("read endpoints version"):
-            tokens = await self._redis.mget([self._version_key, self._pauses_version_key])
-        table, pauses = (None if t is None else _text(t) for t in tokens)
-        return table or "", pauses or ""
+            tokens = await self._redis.mget(
+                [self._version_key, self._pauses_version_key, self._failing_version_key]
+            )
+        table, pauses, failing = ("" if t is None else _text(t) for t in tokens)
+        return table, pauses, failing
 
 
 def _text(value: bytes | str) -> str:
@@ -306,6 +429,14 @@ def _pause_end(stored: bytes | str) -> float | None:
     except (ValueError, KeyError, TypeError):
         return None
     return float(until) if isinstance(until, int | float) else None
+
+
+def _failing_since(stored: bytes | str) -> float | None:
+    try:
+        since = json.loads(stored)["since"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return float(since) if isinstance(since, int | float) else None
 
 
 def _sealed_of(stored: bytes | str) -> str:
@@ -323,13 +454,18 @@ class EndpointTable:
         self._pauses_version: str | None = None
         self._by_id: dict[str, Endpoint] = {}
         self._by_vendor: dict[str, list[Endpoint]] = {}
+        self._failing_version: str | None = None
         self.paused: dict[str, float] = {}  # endpoint id -> end of its pause (epoch)
+        self.failing: dict[str, float] = {}  # endpoint id -> start of its failures (epoch)
 
     async def refresh(self) -> None:
-        version, pauses_version = await self._registry.versions()
+        version, pauses_version, failing_version = await self._registry.versions()
         if pauses_version != self._pauses_version:
             self.paused = await self._registry.pauses()
             self._pauses_version = pauses_version
+        if failing_version != self._failing_version:
+            self.failing = await self._registry.failing()
+            self._failing_version = failing_version
         if version == self._version:
             return
         endpoints = await self._registry.all()
@@ -341,7 +477,8 @@ class EndpointTable:
         self._version = version
 
     def for_event(self, vendor: str, event_type: str) -> list[Endpoint]:
-        return [e for e in self._by_vendor.get(vendor, ()) if e.wants(event_type)]
+        """Every endpoint subscribed to the type, disabled ones too (theirs are held)."""
+        return [e for e in self._by_vendor.get(vendor, ()) if e.subscribes(event_type)]
 
     def get(self, endpoint_id: str) -> Endpoint | None:
         return self._by_id.get(endpoint_id)

@@ -17,7 +17,13 @@ import trio
 
 from webhookd.clock import EpochClock
 from webhookd.health import Readiness
-from webhookd.metrics import RETRY_BACKLOG
+from webhookd.metrics import (
+    CONSUMER_LAG,
+    CONSUMER_PENDING,
+    DEFERRED_DELIVERIES,
+    HELD_DELIVERIES,
+    RETRY_BACKLOG,
+)
 from webhookd.model import Delivery, Write, unreadable_retry_writes
 from webhookd.registry import EndpointTable
 from webhookd.store import Store
@@ -26,7 +32,7 @@ log = structlog.get_logger("webhookd.scheduler")
 
 CLAIM_LIMIT = 500
 POLL_S = 1.0
-BACKLOG_SAMPLE_S = 5.0  # how often the retry backlog gauge is read from Redis
+BACKLOG_SAMPLE_S = 5.0  # how often the backlog gauges are read from Redis
 
 
 class Wakeup:
@@ -98,13 +104,21 @@ class Scheduler:
             await self._wakeup.sleep_until(deadline_s, self._clock)
 
     async def sample_backlog(self) -> None:
-        """Set the retry backlog gauge, at most every ``BACKLOG_SAMPLE_S``: a few ZCARDs
-        on the scheduler's loop, never on a delivery's path or a scrape's."""
+        """Set the backlog gauges (retry backlog; per partition lag, pending, held and
+        deferred), at most every ``BACKLOG_SAMPLE_S``: one pipeline per partition on the
+        scheduler's loop, never on a delivery's path or a scrape's."""
         now_s = self._clock.now_s()
         if now_s - self._backlog_sampled_s < BACKLOG_SAMPLE_S:
             return
         self._backlog_sampled_s = now_s
-        RETRY_BACKLOG.set(await self._store.retry_backlog())
+        stats = await self._store.partition_stats()
+        RETRY_BACKLOG.set(sum(s.retry_backlog for s in stats))
+        for s in stats:
+            if s.lag is not None:
+                CONSUMER_LAG.labels(s.stream).set(s.lag)
+            CONSUMER_PENDING.labels(s.stream).set(s.pending)
+            HELD_DELIVERIES.labels(s.stream).set(s.held)
+            DEFERRED_DELIVERIES.labels(s.stream).set(s.deferred)
 
     async def claim_due(self) -> bool:
         """Claim and hand on what is due in every partition; True when there may be more."""

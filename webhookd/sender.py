@@ -21,7 +21,7 @@ from webhookd.endpoints import Endpoint
 from webhookd.errors import EndpointError, TransportError
 from webhookd.events import Event
 from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS_BY_OUTCOME, DEAD_LETTERS
-from webhookd.model import AttemptRecord, Delivery, state_name
+from webhookd.model import AttemptRecord, Delivery, EntryRef, state_name
 from webhookd.retry import (
     AttemptResult,
     DeadLetter,
@@ -120,6 +120,11 @@ class Sender:
         outcome = decide(self.policy_of(endpoint), record.result, record.number,
                          self._clock.now_s(), self._rng.random())  # fmt: skip
         return self._logged(Attempted(delivery, record, outcome))
+
+    async def probe(self, event: Event, endpoint: Endpoint) -> AttemptRecord:
+        """One signed POST of ``event`` outside any delivery (``endpoint test``): sent
+        whether or not the endpoint is enabled, nothing decided or recorded."""
+        return await self._post(Delivery(event, endpoint.id, EntryRef("", "")), endpoint)
 
     async def _post(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
         event = delivery.event

@@ -12,9 +12,8 @@ its dead letters and records, and a crash in between repeats work, never loses i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 import coredis
@@ -22,10 +21,26 @@ import coredis.exceptions
 from coredis.response.types import StreamEntry
 from coredis.tokens import PureToken
 
-from webhookd.config import StreamSettings
-from webhookd.connection import RedisClient, translated
-from webhookd.keyspace import PartitionKeys, PartitionWrite, encode_record, event_id_key
-from webhookd.model import AckEntry, AddDeadLetter, ClearRetry, RemoveDeadLetter, Write
+from webhookd import ops
+from webhookd.config import Settings, StreamSettings
+from webhookd.connection import RedisClient, lua_script, translated
+from webhookd.keyspace import (
+    MINUTE_TTL_S,
+    PartitionKeys,
+    PartitionWrite,
+    encode_record,
+    event_id_key,
+)
+from webhookd.model import (
+    AckEntry,
+    AddDeadLetter,
+    ClearRetry,
+    ReleaseHeld,
+    RemoveDeadLetter,
+    Write,
+)
+
+HISTORY_ENTRIES = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +52,32 @@ class Entry:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    stream: str
+    member: str
+    payload: str
+    held_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionStats:
+    """What waits in one partition (``Store.partition_stats``). ``lag`` is None when
+    Redis cannot tell (entries deleted from the stream since the group read there)."""
+
+    stream: str
+    group_exists: bool
+    lag: int | None  # entries not yet read by the consumer group
+    pending: int  # read, not yet acknowledged
+    retry_backlog: int  # in the retry set, waiting or leased (deferred ones included)
+    held: int  # held while their endpoint is disabled
+    deferred: int  # waiting without an attempt (a quota, a paused endpoint)
+
+
+@dataclass(frozen=True, slots=True)
 class DueRetry:
     stream: str
     member: str
     payload: str
-
-
-def _script(name: str) -> str:
-    return resources.files("webhookd").joinpath("lua", name).read_text()
 
 
 def _text(value: bytes | str) -> str:
@@ -69,18 +102,27 @@ class Store:
     """Every Redis call on the delivery path; intake, scheduler and recorder sit on top."""
 
     def __init__(
-        self, client: RedisClient, stream: StreamSettings, key_prefix: str, record_ttl_s: float
+        self,
+        client: RedisClient,
+        stream: StreamSettings,
+        key_prefix: str,
+        record_ttl_s: float,
+        *,
+        history_entries: int = HISTORY_ENTRIES,
     ) -> None:
         self._redis = client
         self._group = stream.group
         self.dead_stream = stream.dead
+        self.ops_stream = stream.ops
         self.streams = list(stream.stream_names)
         self.partitions = {name: PartitionKeys(name) for name in self.streams}
         self._prefix = key_prefix
         self._ttl_s = int(record_ttl_s)
         self._retention_s = max(1, int(stream.retention_s))
-        self._record = client.register_script(_script("record.lua"))
-        self._claim_due = client.register_script(_script("claim_due.lua"))
+        self.retention_s = stream.retention_s
+        self._history_entries = history_entries
+        self._record = client.register_script(lua_script("record.lua"))
+        self._claim_due = client.register_script(lua_script("claim_due.lua"))
 
     def keys(self, stream: str) -> PartitionKeys:
         return self.partitions.get(stream) or PartitionKeys(stream)
@@ -212,24 +254,43 @@ class Store:
             if not isinstance(write, AddDeadLetter | RemoveDeadLetter):
                 by_stream.setdefault(_stream_of(write), []).append(write)
         if dead:
-            with translated("XADD dead letters"):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for write in dead:
-                        if isinstance(write, AddDeadLetter):
-                            pipe.xadd(self.dead_stream, dict(write.fields))
-                        else:
-                            pipe.xdel(self.dead_stream, [write.dead_id])
+            await self._apply_dead(dead)
         if not by_stream:
             return
         calls = [encode_record(self.keys(stream), part) for stream, part in by_stream.items()]
         with translated("record.lua"):
+            head: list[str | int] = [self._ttl_s, self._group, self._history_entries,
+                                     MINUTE_TTL_S]  # fmt: skip
             if len(calls) == 1:
-                keys, ops = calls[0]
-                await self._record(keys=keys, args=[self._ttl_s, self._group, *ops])
+                keys, arguments = calls[0]
+                await self._record(keys=keys, args=[*head, *arguments])
                 return
             async with self._redis.pipeline(transaction=False) as pipe:
-                for keys, ops in calls:
-                    self._record(keys=keys, args=[self._ttl_s, self._group, *ops], client=pipe)
+                for keys, arguments in calls:
+                    self._record(keys=keys, args=[*head, *arguments], client=pipe)
+
+    async def _apply_dead(self, dead: Sequence[AddDeadLetter | RemoveDeadLetter]) -> None:
+        """Dead letters in, redriven ones out; then ``delivery.dead_lettered`` for each
+        delivery's new letter, named by the letter's id (known only once it is written)."""
+        with translated("XADD dead letters"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for write in dead:
+                    if isinstance(write, AddDeadLetter):
+                        pipe.xadd(self.dead_stream, dict(write.fields))
+                    else:
+                        pipe.xdel(self.dead_stream, [write.dead_id])
+            replies = list(pipe.results or ())
+        notices = [
+            ops.dead_lettered(dict(write.fields), _text(reply))
+            for write, reply in zip(dead, replies, strict=True)
+            if isinstance(write, AddDeadLetter)
+        ]
+        if any(notices):
+            with translated(f"XADD {self.ops_stream}"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for notice in notices:
+                        if notice is not None:
+                            pipe.xadd(self.ops_stream, dict(notice))
 
     async def claim_due(
         self, stream: str, now_ms: int, lease_ms: int, limit: int
@@ -262,12 +323,81 @@ class Store:
                 total += int(await self._redis.zintercard([keys.retry, keys.deferred(vendor)]))
         return total
 
-    async def retry_backlog(self) -> int:
-        """How many deliveries the retry sets hold (waiting or leased), over every partition."""
-        with translated("ZCARD retry sets"):
-            return sum(
-                [await self._redis.zcard(self.keys(stream).retry) for stream in self.streams]
-            )
+    async def held_of(
+        self, stream: str, endpoint_id: str | None = None, page: int = 500
+    ) -> AsyncIterator[list[Held]]:
+        """The partition's held deliveries (of one endpoint, if given), a page at a time."""
+        keys = self.keys(stream)
+        match = "*" if endpoint_id is None else f"{endpoint_id}:*"
+        cursor = 0
+        while True:
+            with translated(f"HSCAN held of {stream}"):
+                cursor, found = await self._redis.hscan(
+                    keys.held_payloads, cursor, match=match, count=page
+                )
+                members = [_text(member) for member in found]
+                scores = await self._redis.zmscore(keys.held, members) if members else []
+            yield [
+                Held(stream, member, _text(found[member.encode()]), score or 0.0)
+                for member, score in zip(members, scores, strict=True)
+            ]
+            if cursor == 0:
+                return
+
+    async def held_before(self, stream: str, before_ms: int, limit: int) -> list[Held]:
+        """Up to ``limit`` deliveries held since before ``before_ms``, oldest first."""
+        keys = self.keys(stream)
+        with translated(f"ZRANGE held of {stream}"):
+            first = await self._redis.zrange(keys.held, 0, before_ms, sortby=PureToken.BYSCORE,
+                                             offset=0, count=limit, withscores=True)  # fmt: skip
+            if not first:
+                return []
+            members = [_text(cast("bytes", member)) for member, _ in first]
+            payloads = await self._redis.hmget(keys.held_payloads, members)
+        return [
+            Held(stream, member, "" if payload is None else _text(payload), float(score))
+            for member, (_, score), payload in zip(members, first, payloads, strict=True)
+        ]
+
+    async def history(
+        self, stream: str, before: str, count: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` history entries of the partition older than ``before`` (an
+        entry id, or "+" for the newest), newest first."""
+        if before == "0-0":  # nothing is older than the first possible id
+            return []
+        end = before if before == "+" else f"({before}"
+        with translated(f"XREVRANGE history of {stream}"):
+            items = await self._redis.xrevrange(self.keys(stream).history, end, "-", count=count)
+        return [(_text(item.identifier), text_fields(item)) for item in items]
+
+    async def minutes(self, first_minute: int, last_minute: int) -> dict[int, list[float]]:
+        """Epoch minute -> [delivered, failed, latency ms summed], over every partition."""
+        wanted = range(first_minute, last_minute + 1)
+        totals: dict[int, list[float]] = {minute: [0, 0, 0.0] for minute in wanted}
+        for stream in self.streams:
+            keys = self.keys(stream)
+            with translated(f"HGETALL minutes of {stream}"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for minute in wanted:
+                        pipe.hmget(keys.minute(minute), ["delivered", "failed", "latency_ms"])
+                replies = list(pipe.results or ())
+            for minute, reply in zip(wanted, replies, strict=True):
+                figures = totals[minute]
+                for position, value in enumerate(reply):
+                    if value is not None:
+                        figures[position] += float(_text(value))
+        return totals
+
+    async def event_id_holder(self, event_id: str) -> tuple[str, str] | None:
+        """(stream, entry id) of the entry that took an explicit event id, while it holds it."""
+        with translated("GET event id"):
+            claim = await self._redis.get(event_id_key(self._prefix, event_id))
+        if claim is None:
+            return None
+        stream, _, rest = _text(claim).partition("\n")
+        entry_id = rest.partition("\n")[0]
+        return (stream, entry_id) if stream and entry_id else None
 
     async def dead_letters(self, count: int, start: str = "-") -> list[tuple[str, dict[str, str]]]:
         """(id, fields) of up to ``count`` dead letters from ``start``, oldest first."""
@@ -275,9 +405,86 @@ class Store:
             items = await self._redis.xrange(self.dead_stream, start, "+", count=count)
         return [(_text(item.identifier), text_fields(item)) for item in items]
 
+    async def dead_letters_newest(
+        self, count: int, end: str = "+"
+    ) -> list[tuple[str, dict[str, str]]]:
+        """(id, fields) of up to ``count`` dead letters from ``end`` (inclusive) down,
+        newest first."""
+        with translated(f"XREVRANGE {self.dead_stream}"):
+            items = await self._redis.xrevrange(self.dead_stream, end, "-", count=count)
+        return [(_text(item.identifier), text_fields(item)) for item in items]
+
+    async def dead_letters_by_id(
+        self, dead_ids: Sequence[str]
+    ) -> list[tuple[str, dict[str, str] | None]]:
+        """Each dead letter asked for, None where there is none by that id."""
+        if not dead_ids:
+            return []
+        with translated(f"XRANGE {self.dead_stream}"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for dead_id in dead_ids:
+                    pipe.xrange(self.dead_stream, dead_id, dead_id)
+            replies: list[Any] = list(pipe.results or ())
+        return [
+            (dead_id, text_fields(found[0]) if found else None)
+            for dead_id, found in zip(dead_ids, replies, strict=True)
+        ]
+
+    async def delete_dead_letters(self, dead_ids: Sequence[str]) -> int:
+        """Delete these dead letters; how many there were."""
+        if not dead_ids:
+            return 0
+        with translated(f"XDEL {self.dead_stream}"):
+            return int(await self._redis.xdel(self.dead_stream, list(dead_ids)))
+
+    async def purge_dead_letters(self) -> int:
+        """Delete every dead letter; how many there were."""
+        with translated(f"XTRIM {self.dead_stream}"):
+            return int(await self._redis.xtrim(self.dead_stream, PureToken.MAXLEN, 0))
+
+    async def partition_stats(self) -> list[PartitionStats]:
+        """What waits in each partition: the group's lag and pending entries (XINFO
+        GROUPS), the retry set, held and deferred deliveries. Each partition's reads
+        go in one pipeline (its keys share a slot)."""
+        stats = []
+        for stream in self.streams:
+            keys = self.keys(stream)
+            with translated(f"XINFO GROUPS {stream}"):
+                try:
+                    groups: Any = await self._redis.xinfo_groups(stream)
+                except coredis.exceptions.ResponseError:  # no stream yet: nothing read
+                    groups = []
+            ours = [g for g in groups if _text(g[b"name"]) == self._group]
+            with translated(f"ZCARD backlog of {stream}"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.zcard(keys.retry)
+                    pipe.zcard(keys.held)
+                    pipe.zintercard([keys.retry, keys.deferred_all])
+                retry, held, deferred = (int(n) for n in pipe.results or ())
+            lag = ours[0].get(b"lag") if ours else None
+            stats.append(
+                PartitionStats(
+                    stream=stream,
+                    group_exists=bool(ours),
+                    lag=None if lag is None else int(lag),
+                    pending=int(ours[0][b"pending"]) if ours else 0,
+                    retry_backlog=retry,
+                    held=held,
+                    deferred=deferred,
+                )
+            )
+        return stats
+
+
+def store_for(client: RedisClient, settings: Settings) -> Store:
+    """The store as configured (daemon, CLI and admin API alike)."""
+    return Store(client, settings.stream, settings.redis.key_prefix,
+                 settings.delivery.record_ttl_s,
+                 history_entries=settings.delivery.history_entries)  # fmt: skip
+
 
 def _stream_of(write: PartitionWrite) -> str:
-    if isinstance(write, ClearRetry):
+    if isinstance(write, ClearRetry | ReleaseHeld):
         return write.stream
     if isinstance(write, AckEntry):
         return write.entry.stream

@@ -16,7 +16,7 @@ from webhookd.connection import RedisClient
 from webhookd.errors import ConfigError, StoreError, StoreUnavailable
 from webhookd.events import VENDOR_ID
 from webhookd.quotas import Quotas, load_plans
-from webhookd.store import Store
+from webhookd.store import store_for
 
 T = TypeVar("T")
 
@@ -82,8 +82,7 @@ def vendor_show(settings: Settings, vendor_id: str) -> None:
 
     async def show(quotas: Quotas, client: RedisClient) -> dict[str, Any]:
         shown: dict[str, Any] = await quotas.usage(vendor_id)
-        store = Store(client, settings.stream, settings.redis.key_prefix,
-                      settings.delivery.record_ttl_s)  # fmt: skip
+        store = store_for(client, settings)
         shown["deferred"] = await store.deferred(vendor_id)
         return shown
 

@@ -69,7 +69,7 @@ def receiver() -> Iterator[tuple[str, Hooks]]:
             headers = {name.lower(): value for name, value in self.headers.items()}
             with hooks.lock:
                 hooks.received.append((headers.get("x-event-id", ""), headers, body))
-            self.send_response(200)
+            self.send_response(500 if self.path == "/fail" else 200)
             self.send_header("content-length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -267,18 +267,31 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
     event_id = cli(config, "publish", "order.created", "--vendor", "v_1",
                    "--data", json.dumps({"order_id": "ord_1"}))  # fmt: skip
     portal.wait(lambda d: hooks.count(event_id) == 1, "the delivery")
-    portal.open("deliveries", "Deliveries")
+    recent = f'#recent tr[data-event="{event_id}"]'
 
-    def delivered(_: WebDriver) -> bool:
-        portal.fill("Find an event", {"event_id": event_id})
-        return "delivered" in portal.text_of(f'#event-found tr[data-event="{event_id}"]')
+    def appeared(_: WebDriver) -> bool:
+        portal.open("deliveries", "Deliveries")
+        return "delivered" in portal.text_of(recent)
 
-    portal.wait(delivered, "the delivery shown as delivered")
-    assert endpoint_id in portal.text_of("#event-found")
+    portal.wait(appeared, "the delivery in the recent deliveries")
+    row_text = portal.text_of(recent)
+    assert endpoint_id in row_text and "order.created" in row_text and "200" in row_text
     portal.shot("deliveries")
-    portal.button("#event-found", "Replay")
+    portal.button(recent, "Replay")
     portal.flash(f"Replayed {event_id} to 1 endpoint")
     portal.wait(lambda d: hooks.count(event_id) == 2, "the replayed delivery")
+    portal.fill("Deliveries", {"endpoint_id": endpoint_id})  # filtered by endpoint and outcome
+    portal.wait(lambda d: "endpoint_id=" in d.current_url, "the filter in the address")
+    portal.find(recent)
+    portal.fill("Find an event", {"event_id": event_id})
+    portal.wait(lambda d: "delivered" in portal.text_of("#event-found"), "the event's deliveries")
+    portal.fill("Recover", {"endpoint_id": endpoint_id})
+    portal.flash("Recovered 0 deliveries")
+
+    portal.open("endpoints", "Endpoints")
+    portal.button(endpoint_row, "Send test")
+    portal.wait(lambda d: "200" in portal.text_of("#test-result"), "the test event's answer")
+    assert endpoint_id in portal.text_of("#test-result")
 
     portal.open("catalog", "Event catalog")
     assert "order.created" in portal.text_of('section[data-page="Event catalog"]')
@@ -296,6 +309,13 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
     portal.find("tr[data-key]")
     portal.shot("keys")
 
+    failing = hook_url.rsplit("/", 1)[0] + "/fail"  # answers 500: its deliveries die
+    portal.open("endpoints", "Endpoints")
+    portal.fill("Add an endpoint", {"url": failing, "events": "inventory.*",
+                                    "retry_schedule": "0.1"})  # fmt: skip
+    portal.wait(lambda d: failing in portal.text_of("tr[data-endpoint]"), "the failing endpoint")
+    dying = cli(config, "publish", "inventory.low_stock", "--vendor", "v_1", "--data", "{}")
+
     portal.button("header", "Log out")
     portal.log_in(theirs, "Endpoints")
     assert "vendor v_2" in portal.text_of("#who")
@@ -303,6 +323,7 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
     page = browser.page_source
     assert endpoint_id not in page and hook_url not in page
     portal.open("deliveries", "Deliveries")
+    assert browser.find_elements(By.CSS_SELECTOR, "#recent tr[data-event]") == []
     portal.fill("Find an event", {"event_id": event_id})
     portal.flash(f"no event {event_id}")
     assert portal.text_of("#event-found") == ""
@@ -313,12 +334,25 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
 
     portal.button("header", "Log out")
     portal.log_in(ADMIN, "Last hour")
+    portal.find("svg.chart rect.delivered")
+    assert portal.text_of('[data-total="retry_backlog"]').startswith("Retry backlog")
     portal.shot("operator")
+    dead_row = "tr[data-dead]"
+
+    def dead_listed(_: WebDriver) -> bool:
+        portal.open("dead", "Dead letters")
+        return dying in portal.text_of(dead_row)
+
+    portal.wait(dead_listed, "the dead letter")
+    portal.shot("dead-letters")
+    portal.button('section[data-page="Dead letters"] tbody', "Redrive")
+    portal.flash("Redriven")
     portal.open("vendors", "Vendors")
     vendors = portal.text_of('section[data-page="Vendors"] tbody')
     assert "v_1" in vendors and "v_2" not in vendors and "default" in vendors
     portal.shot("vendors")
-    for name in ("endpoints", "deliveries", "catalog", "keys", "other-vendor", "operator"):
+    for name in ("endpoints", "deliveries", "catalog", "keys", "other-vendor", "operator",
+                 "dead-letters", "vendors"):  # fmt: skip
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000
     print(f"screenshots in {SCREENSHOTS}")
 

@@ -29,7 +29,8 @@ async def test_every_v1_route_needs_the_token_and_open_routes_do_not(
     routes = [("GET", "/v1/endpoints"), ("POST", "/v1/endpoints"), ("GET", "/v1/endpoints/x"),
               ("PATCH", "/v1/endpoints/x"), ("DELETE", "/v1/endpoints/x"), ("GET", "/v1/events/x"),
               ("POST", "/v1/events/x/replay"), ("GET", "/v1/dead"),
-              ("POST", "/v1/dead/redrive")]  # fmt: skip
+              ("POST", "/v1/dead/redrive"), ("GET", "/v1/dead/x"), ("POST", "/v1/dead/purge"),
+              ("GET", "/v1/status"), ("POST", "/v1/endpoints/x/test")]  # fmt: skip
     async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
         for method, path in routes:
             assert (await http.request(method, path)).status_code == 401, path
@@ -107,7 +108,7 @@ async def test_event_attempts_replay_and_dead_letters(
         assert [d["event_id"] for d in dead] == [event_id]
         assert dead[0]["last_status"] == "502"
         redriven = await http.post("/v1/dead/redrive", headers=TOKEN)
-        assert redriven.json() == {"redriven": 1}
+        assert redriven.json() == {"redriven": 1, "skipped": 0, "reasons": {}}
         replayed = await http.post(f"/v1/events/{event_id}/replay", headers=TOKEN)
         assert replayed.status_code == 202
         assert len(replayed.json()["replayed"]) == 2

@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,6 +27,7 @@ from conftest import daemon_config
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from processes import WEBHOOKD, clean_environ, write_config
 from webhookd.embedded import free_port
@@ -76,6 +78,10 @@ def described(admin_url: str) -> Any:
     path = st.from_regex(r"(/[A-Za-z0-9._~-]{1,12}){0,3}", fullmatch=True)
     url = st.builds("https://{}.example{}".format, label, path)
     schemathesis.openapi.format("webhook-url", url)
+    moment = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1))
+    schemathesis.openapi.format(
+        "rfc3339", moment.map(lambda at: at.replace(tzinfo=UTC).isoformat())
+    )
     schemathesis.openapi.format(
         "pem-certificate", st.just(identity.cert_chain_pems[0].bytes().decode())
     )
@@ -123,6 +129,14 @@ def test_the_admin_api_keeps_to_its_description_across_calls(described: Any) -> 
     class Calls(machine):  # type: ignore[misc, valid-type]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": HEADERS}
+
+        def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
+            # Negative data is held to the fuzzing phase above: in this phase schemathesis
+            # reports a mutation (e.g. "random bytes" for a body) that the request it then
+            # sends no longer carries, and flags the valid request's 2xx (upstream
+            # schemathesis issues 2983 and 4332).
+            case.validate_response(response, excluded_checks=[negative_data_rejection],
+                                   headers=HEADERS)  # fmt: skip
 
         def after_call(self, response: Any, case: Any) -> None:
             if case.path.startswith("/v1/endpoints/{id}"):

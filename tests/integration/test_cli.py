@@ -86,9 +86,9 @@ def test_endpoint_commands(config_file: Path) -> None:
     assert json.loads(revealed.stdout) == endpoint
     assert "endpoint.secret_revealed" in revealed.stderr and endpoint["id"] in revealed.stderr
     assert endpoint["secret"] not in revealed.stderr
-    disabled = json.loads(runner.invoke(cli, [*base, "disable", endpoint["id"]]).output)
+    disabled = json.loads(runner.invoke(cli, [*base, "disable", endpoint["id"]]).stdout)
     assert disabled["enabled"] is False
-    enabled = json.loads(runner.invoke(cli, [*base, "enable", endpoint["id"]]).output)
+    enabled = json.loads(runner.invoke(cli, [*base, "enable", endpoint["id"]]).stdout)
     assert enabled["enabled"] is True
     rotated = json.loads(runner.invoke(cli, [*base, "rotate-secret", endpoint["id"]]).output)
     assert rotated["secret"] != endpoint["secret"]

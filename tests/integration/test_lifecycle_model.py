@@ -48,10 +48,11 @@ from lifecycle_model import LANE_ROOM, MAX_ATTEMPTS, START_S, EndpointModel, Job
 
 from webhookd.config import Settings, settings_from_mapping
 from webhookd.connection import RedisClient, open_client
+from webhookd.deadletters import DeadFilter, redrive_letters
 from webhookd.keyspace import PartitionKeys
 from webhookd.model import AckEntry, RecordAttempt, ScheduleRetry, Write
 from webhookd.publisher import entry_fields
-from webhookd.redrive import redrive, replay
+from webhookd.redrive import recover, replay
 from webhookd.registry import registry_for
 
 T = TypeVar("T")
@@ -71,6 +72,7 @@ class Seen:
     dead: Counter[tuple[str, str]]
     pending: int
     enabled: dict[str, bool]
+    held: set[str]
 
 
 async def observe(url: str, settings: Settings, event_ids: list[str]) -> Seen:
@@ -83,6 +85,7 @@ async def observe(url: str, settings: Settings, event_ids: list[str]) -> Seen:
         dead = pipe.xrange(settings.stream.dead)
         pending = pipe.xpending(settings.stream.name, settings.stream.group)
         endpoints = pipe.hgetall(f"{settings.redis.key_prefix}:endpoints")
+        held = pipe.zrange(keys.held, 0, -1)
     records: dict[tuple[str, str], tuple[str, int]] = {}
     numbers = []
     for event_id, record in zip(event_ids, events, strict=True):
@@ -104,6 +107,7 @@ async def observe(url: str, settings: Settings, event_ids: list[str]) -> Seen:
         ),
         pending=summary.pending,
         enabled={id_: json.loads(value)["enabled"] for id_, value in (await endpoints).items()},
+        held={str(member) for member in await held},
     )
 
 
@@ -227,9 +231,18 @@ class Lifecycle(RuleBasedStateMachine):
     def redrive(self, endpoint: int | None) -> None:
         endpoint_id = None if endpoint is None else self.endpoint_ids[endpoint]
         now_s = self.clock.now
-        got = self._redis(lambda client: redrive(self._store(client), now_s,
-                                                 endpoint_id=endpoint_id))  # fmt: skip
-        assert got == self.model.redrive(endpoint_id)
+        selection = DeadFilter(endpoint_id=endpoint_id)
+        got = self._redis(lambda client: redrive_letters(self._store(client), now_s,
+                                                         selection=selection))  # fmt: skip
+        assert got.redriven == self.model.redrive(endpoint_id)
+
+    @rule(endpoint=st.integers(0, len(ENDPOINTS) - 1))
+    def recover(self, endpoint: int) -> None:
+        endpoint_id = self.endpoint_ids[endpoint]
+        now_s, retention_s = self.clock.now, self.settings.stream.retention_s
+        got = self._redis(lambda client: recover(self._store(client), endpoint_id, now_s,
+                                                 retention_s=retention_s))  # fmt: skip
+        assert got.held == self.model.recover(endpoint_id)
 
     @rule(point=st.sampled_from(("before_sending", "after_sending", "before_acking")))
     def restart(self, point: str) -> None:
@@ -241,7 +254,7 @@ class Lifecycle(RuleBasedStateMachine):
             self._step(Process.claim_and_drop)
         else:
             durable = point == "before_acking"
-            model.dispatch(model.fan_out(taken, durable=durable), durable=durable)
+            model.dispatch(model.fan_out(taken), durable=durable)
             due = model.due()
             model.lease(due)
             model.dispatch(due, durable=durable)
@@ -286,10 +299,12 @@ class Lifecycle(RuleBasedStateMachine):
             record = seen.records.get((event_id, endpoint_id))
             if member in seen.retry:
                 place = "scheduled"
+            elif member in seen.held:
+                place = "held"
             else:
                 states = {None: "nowhere", "delivered": "delivered", "dead": "dead", "gone": "dead"}
                 place = states.get(record and record[0], "lost")
-            expected = "nowhere" if pair.place in ("unread", "dropped") else pair.place
+            expected = "nowhere" if pair.place == "unread" else pair.place
             assert place == expected, (event_id, endpoint_id, pair, record)
             assert record == pair.record, (event_id, endpoint_id, pair)
             assert seen.dead[event_id, endpoint_id] == pair.dead_letters, (event_id, endpoint_id)

@@ -18,6 +18,7 @@ from webhookd.config import (
     AdminSettings,
     DeliverySettings,
     EventsSettings,
+    HealthSettings,
     LogSettings,
     QuotaSettings,
     RedisSettings,
@@ -60,6 +61,7 @@ DEFAULTS = Settings(
         source_address=None,
         rotation_grace_s=86400.0,
         max_pause_s=3600.0,
+        history_entries=100000,
     ),
     retry=RetrySettings(schedule_s=(1.0, 2.0, 4.0, 8.0, 16.0), jitter=0.1),
     quotas=QuotaSettings(
@@ -69,10 +71,11 @@ DEFAULTS = Settings(
         exceeded="defer",
         limiter_prefix="rl",
     ),
+    health=HealthSettings(disable_after_s=432000.0),
     admin=AdminSettings(listen="127.0.0.1:8080", token=None),
     events=EventsSettings(catalog=Path("config/events.toml"), unknown="deliver"),
     secrets=SecretsSettings(key=None, previous_keys=()),
-    log=LogSettings(level="info"),
+    log=LogSettings(level="info", format="auto"),
     source=None,
 )
 

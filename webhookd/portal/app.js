@@ -165,7 +165,9 @@ async function endpointsPage() {
       }),
       act("Send test", async () => {
         const { data } = await api("POST", `/v1/endpoints/${encodeURIComponent(e.id)}/test`);
-        flash(`Test: ${data.status ?? data.error ?? "sent"} in ${data.duration_ms ?? "?"} ms`);
+        shown.replaceChildren(h("div", { class: data.delivered ? "ok" : "bad", id: "test-result" },
+          `Test event ${data.event_id} to ${e.id}: ${data.status ?? data.error} in ${data.duration_ms} ms`,
+          data.response ? h("pre", {}, data.response) : null));
       }),
       act("Edit", async () => editor.replaceChildren(editForm(e))),
       act("Remove", async () => {
@@ -219,10 +221,21 @@ function deliveryRows(items) {
     h("td", {}, d.duration_ms === undefined || d.duration_ms === null ? "" : `${d.duration_ms} ms`),
     h("td", {}, h("code", {}, String(d.response ?? d.error ?? d.last_error ?? "").slice(0, 160))),
     h("td", {}, when(d.at)),
-    h("td", {}, act("Replay", async () => {
+    h("td", {}, d.event_type === "webhook.test" ? "" : act("Replay", async () => {
       const { data } = await api("POST", `/v1/events/${encodeURIComponent(d.event_id)}/replay`);
       flash(`Replayed ${data.event_id} to ${data.replayed.length} endpoint(s)`);
     }))));
+}
+
+// A "More" button while there is a next page; ``load`` appends it and returns the cursor after.
+function more(cursor, load) {
+  if (!cursor) return null;
+  let next = cursor;
+  const button = act("More", async () => {
+    next = await load(next);
+    if (!next) button.remove();
+  });
+  return button;
 }
 
 const DELIVERY_HEADINGS = ["Event", "Endpoint", "State", "Attempt", "Status", "Latency", "Response", "At", ""];
@@ -233,15 +246,21 @@ async function deliveriesPage() {
   for (const name of ["endpoint_id", "outcome"]) if (params.get(name)) query.set(name, params.get(name));
   let recent;
   try {
-    const { data } = await api("GET", `/v1/deliveries?${query}`);
-    recent = table(DELIVERY_HEADINGS, deliveryRows(data));
+    const { data, next } = await api("GET", `/v1/deliveries?${query}`);
+    const body = table(DELIVERY_HEADINGS, deliveryRows(data));
+    recent = h("div", { id: "recent" }, body, more(next, async (cursor) => {
+      query.set("cursor", cursor);
+      const page = await api("GET", `/v1/deliveries?${query}`);
+      body.querySelector("tbody").append(...deliveryRows(page.data));
+      return page.next;
+    }));
   } catch (err) {
     recent = h("p", { class: "muted" }, `Recent deliveries are not available: ${err.message}`);
   }
   const filter = form([
     field("Endpoint id", "endpoint_id", { value: params.get("endpoint_id") || "" }),
     h("label", {}, "Outcome", h("select", { name: "outcome" },
-      ["", "delivered", "failed", "retrying", "held", "dead"].map((o) =>
+      ["", "delivered", "failed", "dead", "gone", "held"].map((o) =>
         h("option", { value: o, selected: o === (params.get("outcome") || "") }, o || "any")))),
   ], async (values) => {
     const next = new URLSearchParams(Object.entries(values).filter(([, v]) => v));
@@ -368,13 +387,19 @@ function chart(points) {
     const bad = (170 * (p.failed || 0)) / top;
     svg.append(s("rect", { class: "delivered", x, y: 190 - ok, width: Math.max(width - 1, 1), height: ok }));
     svg.append(s("rect", { class: "failed", x, y: 190 - ok - bad, width: Math.max(width - 1, 1), height: bad }));
-    line.push(`${x + width / 2},${190 - (170 * (p.latency_ms_avg || 0)) / slowest}`);
+    if (p.latency_ms_avg === null || p.latency_ms_avg === undefined) return;
+    line.push(`${x + width / 2},${190 - (170 * p.latency_ms_avg) / slowest}`);
   });
   if (line.length) svg.append(s("polyline", { class: "latency", points: line.join(" ") }));
+  for (const point of line) {
+    const [cx, cy] = point.split(",");
+    svg.append(s("circle", { class: "latency", cx, cy, r: 2 }));
+  }
   const label = (x, y, text) => { const t = s("text", { x, y }); t.textContent = text; svg.append(t); };
   label(2, 20, `${top}/min`);
   label(520, 20, `${Math.round(slowest)} ms`);
   label(30, 210, points.length ? when(points[0].at) : "no data");
+  if (points.length > 1) label(250, 210, `to ${when(points[points.length - 1].at)}`);
   label(420, 210, "delivered (blue) failed (red) latency (line)");
   return svg;
 }
@@ -386,17 +411,16 @@ async function optional(path, fallback) {
 async function overviewPage() {
   const stats = await optional("/v1/stats?minutes=60", () => null);
   const status = await optional("/v1/status", () => null);
-  const parts = status ? status.partitions : [];
-  const sum = (name) => parts.reduce((n, p) => n + (p[name] || 0), 0);
+  const disabled = status ? status.disabled_endpoints.endpoints : [];
   return [
     section("Last hour", stats ? chart(stats) : h("p", { class: "muted" }, "Delivery statistics are not available on this server.")),
     section("Backlog", status ? h("div", { class: "cards" },
-      [["Lag", "lag"], ["Pending", "pending"], ["Retry backlog", "retry"], ["Held", "held"], ["Deferred", "deferred"]]
-        .map(([title, name]) => h("div", { class: "card" }, title, h("b", {}, sum(name)))))
+      [["Lag", "lag"], ["Pending", "pending"], ["Retry backlog", "retry_backlog"], ["Held", "held"], ["Deferred", "deferred"]]
+        .map(([title, name]) => h("div", { class: "card", "data-total": name }, title, h("b", {}, status[name] ?? 0))))
       : h("p", { class: "muted" }, "Status is not available on this server."),
       status ? h("h3", {}, "Disabled endpoints") : null,
-      status ? table(["Endpoint"], (status.disabled_endpoints || []).map((e) =>
-        h("tr", {}, h("td", {}, typeof e === "string" ? e : JSON.stringify(e))))) : null),
+      status ? table(["Endpoint", "Vendor", "Reason"], disabled.map((e) =>
+        h("tr", {}, h("td", {}, h("code", {}, e.id)), h("td", {}, e.vendor), h("td", {}, e.reason || "")))) : null),
   ];
 }
 
@@ -406,18 +430,33 @@ async function vendorsPage() {
     h("tr", {}, h("td", {}, v.vendor), h("td", {}, v.plan || "default"), h("td", {}, v.endpoints), h("td", {}, v.api_keys)))));
 }
 
+function deadRows(letters) {
+  return letters.map((d) => h("tr", { "data-dead": d.id },
+    h("td", {}, h("code", {}, d.id)), h("td", {}, d.event_id || ""), h("td", {}, d.endpoint_id || ""),
+    h("td", {}, d.vendor || ""), h("td", {}, d.attempts || ""), h("td", {}, d.last_status || ""),
+    h("td", {}, d.reason || d.last_error || ""),
+    h("td", {}, act("Redrive", async () => {
+      const { data } = await api("POST", "/v1/dead/redrive", { ids: [d.id] });
+      flash(data.redriven ? `Redriven ${d.id}` : `Not redriven: ${Object.values(data.reasons).join("; ")}`, !data.redriven);
+      route();
+    }))));
+}
+
 async function deadPage() {
-  const { data } = await api("GET", "/v1/dead?limit=100");
+  const { data, next } = await api("GET", "/v1/dead?limit=100");
+  const body = table(["Id", "Event", "Endpoint", "Vendor", "Attempts", "Last status", "Reason", ""], deadRows(data));
   return section("Dead letters",
     act("Redrive all", async () => {
       const { data: done } = await api("POST", "/v1/dead/redrive");
-      flash(`Redriven: ${done.redriven}`);
+      flash(`Redriven: ${done.redriven}, skipped: ${done.skipped}`);
       route();
     }, ""),
-    table(["Id", "Event", "Endpoint", "Vendor", "Attempts", "Last status", "Reason"], data.map((d) =>
-      h("tr", {}, h("td", {}, h("code", {}, d.id)), h("td", {}, d.event_id || ""), h("td", {}, d.endpoint_id || ""),
-        h("td", {}, d.vendor || ""), h("td", {}, d.attempts || ""), h("td", {}, d.last_status || ""),
-        h("td", {}, d.reason || d.last_error || "")))));
+    body,
+    more(next, async (cursor) => {
+      const page = await api("GET", `/v1/dead?limit=100&cursor=${encodeURIComponent(cursor)}`);
+      body.querySelector("tbody").append(...deadRows(page.data));
+      return page.next;
+    }));
 }
 
 const VENDOR_PAGES = { endpoints: ["Endpoints", endpointsPage], deliveries: ["Deliveries", deliveriesPage],
