@@ -11,7 +11,6 @@ Secrets are shown when an endpoint is made or its secret rotated, and on an expl
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ import structlog
 
 from httpserve import Request, Response
 from webhookd import __version__, history
+from webhookd.access import Access
 from webhookd.catalog import Catalog
 from webhookd.clock import EpochClock
 from webhookd.deadletters import (
@@ -38,18 +38,8 @@ from webhookd.health import Readiness
 from webhookd.openapi import MAX_ROTATION_GRACE_S, document
 from webhookd.openapi_vendors import add_vendor_paths
 from webhookd.options import NO_OPTIONS, OPTION_NAMES, delivery_options
-from webhookd.owners import dead_letter_owner, endpoint_owner, event_owner
 from webhookd.portal_assets import PortalAssets
-from webhookd.portal_tokens import InvalidPortalToken, is_portal_token, verify
-from webhookd.principals import (
-    OPERATOR,
-    Principal,
-    Refusal,
-    Scope,
-    admit,
-    listing_vendor,
-    owner_of_new,
-)
+from webhookd.principals import Principal, Refusal, Scope, listing_vendor, owner_of_new
 from webhookd.probe import send_test_event
 from webhookd.records import event_deliveries
 from webhookd.redrive import recover, replay
@@ -69,8 +59,6 @@ MAX_DEAD_IDS = 1000  # ids one redrive or purge call may name
 
 Route = Callable[[Request, re.Match[str], Principal], Awaitable[Response]]
 _UNAUTHORIZED = "send Authorization: Bearer <admin.token or a portal token>"
-_WHAT = {Scope.ENDPOINT: "endpoint", Scope.EVENT: "event", Scope.DEAD: "dead letter",
-         Scope.VENDOR: "vendor"}  # fmt: skip
 
 
 class AdminApi:
@@ -85,8 +73,7 @@ class AdminApi:
         sender: Sender | None = None,
         vendors: VendorApi | None = None,
     ) -> None:
-        self._token = token.encode() if token else None
-        self._token_text = token or ""
+        self._access = Access(token=token, registry=registry, store=store, clock=clock)
         self._registry = registry
         self._store = store
         self._readiness = readiness
@@ -150,7 +137,7 @@ class AdminApi:
                 continue
             allowed_methods.add(method)
             if method == request.method:
-                principal = self._principal(request)
+                principal = self._access.principal(request)
                 if principal is None:
                     return Response.error(
                         401, "unauthorized", _UNAUTHORIZED,
@@ -162,7 +149,7 @@ class AdminApi:
                         400, "invalid_request", f"unknown query parameters {sorted(unknown)}"
                     )
                 try:
-                    await self._admit(principal, scope, match)
+                    await self._access.admit(principal, scope, match)
                     return await route(request, match, principal)
                 except Refusal as refusal:
                     return Response.error(refusal.status, refusal.error, refusal.message)
@@ -181,43 +168,6 @@ class AdminApi:
     def scopes(self) -> list[tuple[str, re.Pattern[str], Scope]]:
         """Each route's method, path pattern and scope: what the authorization tests walk."""
         return [(method, pattern, scope) for method, pattern, _, _, scope in self._routes]
-
-    def _principal(self, request: Request) -> Principal | None:
-        """The operator for the admin token, a vendor for a valid portal token, else None."""
-        if self._token is None:
-            return None
-        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        offered = offered.strip()
-        if is_portal_token(offered):
-            try:
-                claims = verify(offered, admin_token=self._token_text, now_s=self._clock.now_s())
-            except InvalidPortalToken as exc:
-                log.info("admin.portal_token_refused", reason=str(exc))
-                return None
-            return Principal(claims.vendor)
-        if hmac.compare_digest(offered.encode("utf-8", "replace"), self._token):
-            return OPERATOR
-        return None
-
-    async def _admit(self, principal: Principal, scope: Scope, match: re.Match[str]) -> None:
-        """Refusal unless ``principal`` may use what the path names (looked up for vendors
-        only: the operator may use everything)."""
-        if principal.is_operator or scope in (Scope.OWN, Scope.OPERATOR):
-            admit(principal, scope, None)
-            return
-        names = match.groupdict()
-        owner: str | None = None
-        if scope is Scope.ENDPOINT:
-            owner = await endpoint_owner(self._registry, names["id"])
-        elif scope is Scope.EVENT:
-            owner = await event_owner(self._store, self._registry, names["id"])
-        elif scope is Scope.DEAD:
-            owner = await dead_letter_owner(self._store, names["id"])
-        elif scope is Scope.VENDOR:
-            owner = names["vendor"]
-        admit(principal, scope, owner, f"{_WHAT[scope]} {next(iter(names.values()), '')}")
 
     async def _health(self) -> Response:
         return Response.json(200, {"status": "ok", "version": __version__})
