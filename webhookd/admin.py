@@ -208,6 +208,10 @@ class AdminApi:
         body = _object(request)
         if isinstance(body, Response):
             return body
+        unknown = set(body) - {"vendor", "url", "events", "secret", "signing", *_TLS_FIELDS,
+                               *OPTION_NAMES}  # fmt: skip
+        if unknown:
+            return Response.error(400, "invalid_request", f"unknown fields {sorted(unknown)}")
         vendor, url = body.get("vendor"), body.get("url")
         if vendor is None or isinstance(vendor, str):
             vendor = owner_of_new(principal, vendor)

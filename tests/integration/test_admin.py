@@ -223,3 +223,13 @@ async def test_bad_bodies_answer_400_and_secrets_show_only_when_made_rotated_or_
         assert odd.status_code == 400 and "grce" in odd.json()["message"]
         null = await http.post("/v1/endpoints", headers=TOKEN, json={**new, "secret": None})
         assert null.status_code == 400
+
+
+async def test_an_endpoint_with_unknown_fields_is_refused(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running_daemon(make_settings()) as daemon, client_for(daemon) as http:
+        made = await http.post("/v1/endpoints", headers=TOKEN, json={
+            "vendor": "v_1", "url": "http://127.0.0.1:9/h", "retries": 3})  # fmt: skip
+        assert made.status_code == 400 and "retries" in made.json()["message"]
+        assert (await http.get("/v1/endpoints", headers=TOKEN)).json() == []
