@@ -19,6 +19,7 @@ from webhookd.catalog import event_rules
 from webhookd.clock import EpochClock
 from webhookd.config import Settings
 from webhookd.connection import RedisClient
+from webhookd.endpoint_health import EndpointHealth
 from webhookd.health import Readiness
 from webhookd.intake import Intake
 from webhookd.model import AckEntry, Write
@@ -104,11 +105,15 @@ class Process:
         transport: ScriptedTransport,
         drop_acks: bool = False,
     ) -> None:
+        """With ``settings.health.disable_after`` above 0 the process watches endpoint
+        health, as the daemon does."""
         self.consumer = consumer
         self.clock = clock
         self.store = ObservedStore(client, settings, drop_acks=drop_acks)
-        self.registry = registry_for(client, settings)
-        table = EndpointTable(self.registry)
+        self.registry = registry_for(client, settings, clock=clock.now_s)
+        table = self.table = EndpointTable(self.registry)
+        disable_after_s = settings.health.disable_after_s
+        health = EndpointHealth(self.registry, table, clock, disable_after_s)
         readiness = Readiness()
         self.recorder = Recorder(self.store, readiness)
         sender = Sender(transport=transport, policy=RetryPolicy(SCHEDULE_S, 0.0), clock=clock,
@@ -116,7 +121,8 @@ class Process:
         wakeup = Wakeup()
         self.pipeline = Pipeline(sender=sender, recorder=self.recorder, registry=self.registry,
                                  table=table, clock=clock, wakeup=wakeup,
-                                 max_in_flight=MAX_IN_FLIGHT)  # fmt: skip
+                                 max_in_flight=MAX_IN_FLIGHT,
+                                 health=health if disable_after_s > 0 else None)  # fmt: skip
         self.scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=readiness,
                                    table=table, lease_s=LEASE_S,
                                    room=lambda: self.pipeline.lanes.room,
@@ -148,6 +154,10 @@ class Process:
         """Take every new entry, as one pass of a read loop."""
         entries = await self.store.read_new(self.stream, self.consumer, 1000, 1)
         await self.intake.take(entries)
+
+    async def claim_due(self) -> None:
+        """Claim and send the retries due now, as one pass of the scheduler."""
+        await self.scheduler.claim_due()
 
     async def claim_and_drop(self) -> None:
         """Read new entries and claim due retries, and send nothing: a process that dies

@@ -21,7 +21,14 @@ def totals(stats: list[PartitionStats]) -> dict[str, int]:
 async def status_report(store: Store, registry: Registry) -> dict[str, Any]:
     stats = await store.partition_stats()
     disabled = [
-        {"id": e.id, "vendor": e.vendor, "reason": e.disabled_reason}
+        {
+            "id": e.id,
+            "vendor": e.vendor,
+            "reason": e.disabled_reason,
+            "by": e.disabled_by,
+            "since": e.disabled_at,
+            "last_error": e.last_error,
+        }
         for e in await registry.all()
         if not e.enabled
     ]

@@ -225,6 +225,90 @@ async def test_bad_bodies_answer_400_and_secrets_show_only_when_made_rotated_or_
         assert null.status_code == 400
 
 
+async def test_history_pages_filters_stats_and_recovery(
+    make_settings: Callable[..., Settings], receiver: Receiver, aredis: AsyncRedis
+) -> None:
+    """Delivery history over two partitions, newest first, page by page; the per-minute
+    figures; a disabled endpoint's held deliveries recovered through the API."""
+    settings = make_settings(stream={"partitions": 2}, retry={"schedule": [0.2], "jitter": 0})
+    receiver.script("/flaky", Reply(status=500))
+    assert settings.redis.url
+    publisher = Publisher.from_url(settings.redis.url, stream=settings.stream.name, partitions=2)
+    async with running_daemon(settings) as daemon, client_for(daemon) as http:
+        ids = {}
+        for path in ("/ok", "/flaky"):
+            vendor = "v_1" if path == "/ok" else "v_2"
+            body = {"vendor": vendor, "url": receiver.url(path)}
+            created = await http.post("/v1/endpoints", headers=TOKEN, json=body)
+            ids[path] = created.json()["id"]
+        for n in range(3):
+            for vendor in ("v_1", "v_2"):
+                await publish(publisher, "order.created", vendor=vendor, data={"n": n})
+        with trio.fail_after(10):
+            await receiver.wait_for(3, "/ok")
+            await receiver.wait_for(4, "/flaky")  # one failure, then three successes
+
+        async def history(**query: object) -> tuple[list[dict[str, object]], str | None]:
+            answer = await http.get("/v1/deliveries", headers=TOKEN, params=query)
+            assert answer.status_code == 200, answer.text
+            return answer.json(), answer.headers.get("x-next-cursor")
+
+        await until(lambda: history(limit=100), equals=(ANY_OF_LENGTH(7), None))
+        everything, _ = await history(limit=100)
+        pages, cursor = [], None
+        while True:
+            page, cursor = await history(limit=2, **({"cursor": cursor} if cursor else {}))
+            pages.append(page)
+            if cursor is None:
+                break
+        assert [item for page in pages for item in page] == everything
+        assert all(len(page) <= 2 for page in pages)
+        failed, _ = await history(outcome="failed")
+        assert [(f["endpoint_id"], f["status"]) for f in failed] == [(ids["/flaky"], 500)]
+        retried = [(item["attempt"], item["state"]) for item in everything
+                   if item["event_id"] == failed[0]["event_id"]]  # fmt: skip
+        assert retried == [(2, "delivered"), (1, "failed")]  # newest first
+        only_ok, _ = await history(endpoint_id=ids["/ok"])
+        assert {item["state"] for item in only_ok} == {"delivered"} and len(only_ok) == 3
+        assert (await http.get("/v1/deliveries?cursor=nope", headers=TOKEN)).status_code == 400
+        assert (await http.get("/v1/deliveries?outcome=x", headers=TOKEN)).status_code == 400
+
+        minutes = (await http.get("/v1/stats?minutes=5", headers=TOKEN)).json()
+        assert len(minutes) == 5
+        assert sum(m["delivered"] for m in minutes) == 6
+        assert sum(m["failed"] for m in minutes) == 1
+
+        await http.patch(f"/v1/endpoints/{ids['/ok']}", headers=TOKEN, json={"enabled": False})
+        held_id = await publish(publisher, "order.created", vendor="v_1", data={"n": 9})
+        await until(lambda: history(outcome="held"), equals=(ANY_OF_LENGTH(1), None))
+        assert len(receiver.to("/ok")) == 3
+        await http.patch(f"/v1/endpoints/{ids['/ok']}", headers=TOKEN, json={"enabled": True})
+        recovered = await http.post(f"/v1/endpoints/{ids['/ok']}/recover", headers=TOKEN)
+        assert recovered.status_code == 202
+        assert recovered.json() == {"recovered": 1, "held": 1, "redriven": 0}
+        with trio.fail_after(10):
+            arrived = await receiver.wait_for(4, "/ok")
+        assert arrived[-1].headers["x-event-id"] == held_id
+        bad = await http.post(f"/v1/endpoints/{ids['/ok']}/recover", headers=TOKEN,
+                              json={"since": "yesterday"})  # fmt: skip
+        assert bad.status_code == 400
+        missing = await http.post("/v1/endpoints/ep_nope/recover", headers=TOKEN)
+        assert missing.status_code == 404
+
+
+class ANY_OF_LENGTH:
+    """Equal to any list of this length: waits for a count without fixing the items."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, list) and len(other) == self.length
+
+    def __hash__(self) -> int:
+        return self.length
+
+
 async def test_an_endpoint_with_unknown_fields_is_refused(
     make_settings: Callable[..., Settings],
 ) -> None:

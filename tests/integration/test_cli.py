@@ -15,6 +15,7 @@ import redis
 import trio
 from click.testing import CliRunner
 from conftest import AsyncRedis, daemon_config, pending, recorded_states
+from daemon_parts import ManualClock, Process, ScriptedTransport
 from webhook_receiver import Receiver, Reply
 
 from processes import write_config
@@ -22,7 +23,10 @@ from webhookd.cli import cli
 from webhookd.config import load_settings
 from webhookd.connection import open_client
 from webhookd.embedded import free_port
+from webhookd.keyspace import PartitionKeys
+from webhookd.publisher import entry_fields
 from webhookd.registry import registry_for
+from webhookd.store import store_for
 
 WEBHOOKD = str(Path(sys.executable).parent / "webhookd")
 
@@ -272,3 +276,53 @@ def test_a_stream_name_with_braces_is_refused(config_file: Path) -> None:
     result = run_cli(config_file, "run", env={"WEBHOOKD_STREAM_NAME": "events{x}"})
     assert result.returncode == 2
     assert "stream.name" in result.stderr and "without { or }" in result.stderr
+
+
+def test_enable_with_recover_sends_what_was_held_and_deliveries_lists_it(
+    config_file: Path,
+) -> None:
+    """The endpoint's delivery is held by the daemon's parts (here in-process), then the
+    CLI, as a real process, lists it in the history and recovers it."""
+    settings = load_settings(config_file)
+    assert settings.redis.url is not None
+    url = settings.redis.url
+
+    async def hold_one() -> str:
+        async with open_client(url) as client:
+            store = store_for(client, settings)
+            await store.ensure_group(settings.stream.name)
+            registry = registry_for(client, settings)
+            endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=time.time())
+            await registry.set_enabled(endpoint.id, False)
+            fields = entry_fields("order.created", "v_1", {"n": 1}, "evt-held")
+            await client.xadd(settings.stream.name, dict(fields))
+            process = Process(client, settings, consumer="c", clock=ManualClock(time.time()),
+                              transport=ScriptedTransport())  # fmt: skip
+            await process.work(process.take_new)
+            return endpoint.id
+
+    endpoint_id = trio.run(hold_one)
+    listed = run_cli(config_file, "deliveries", "--outcome", "held")
+    assert listed.returncode == 0, listed.stderr
+    history = json.loads(listed.stdout)
+    assert [(d["event_id"], d["endpoint_id"]) for d in history["deliveries"]] == [
+        ("evt-held", endpoint_id)]  # fmt: skip
+    assert history["next_cursor"] is None
+    assert run_cli(config_file, "deliveries", "--cursor", "bad").returncode == 1
+    lone = run_cli(
+        config_file, "endpoint", "enable", endpoint_id, "--since", "2024-01-01T00:00:00Z"
+    )
+    assert lone.returncode == 1 and "--since goes with --recover" in lone.stderr
+
+    enabled = run_cli(config_file, "endpoint", "enable", endpoint_id, "--recover")
+    assert enabled.returncode == 0, enabled.stderr
+    shown = json.loads(enabled.stdout)
+    assert shown["enabled"] is True
+    assert shown["recovered"] == {"held": 1, "redriven": 0}
+
+    async def retry_members() -> list[str]:
+        async with open_client(url) as client:
+            members = await client.zrange(PartitionKeys(settings.stream.name).retry, 0, -1)
+            return [m.decode() for m in members]
+
+    assert trio.run(retry_members) == [f"{endpoint_id}:evt-held"]

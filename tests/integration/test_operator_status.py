@@ -48,7 +48,8 @@ async def test_status_counts_what_waits_where(
     first, second = settings.stream.stream_names
     keys = PartitionKeys(first)
     far_ms = int((time.time() + 3600) * 1000)
-    await aredis.zadd(keys.held, {"ep_x:evt_1": 1, "ep_x:evt_2": 2})
+    now_ms = int(time.time() * 1000)  # held long ago, they would be dead-lettered at once
+    await aredis.zadd(keys.held, {"ep_x:evt_1": now_ms, "ep_x:evt_2": now_ms})
     await aredis.zadd(keys.retry, {"ep_y:evt_3": far_ms, "ep_y:evt_4": far_ms})
     await aredis.sadd(keys.deferred_all, ["ep_y:evt_3", "ep_y:evt_gone"])
     async with running_daemon(settings) as daemon:
@@ -69,10 +70,10 @@ async def test_status_counts_what_waits_where(
             assert (report["held"], report["retry_backlog"], report["deferred"]) == (2, 2, 1)
             assert [p["stream"] for p in report["partitions"]] == [first, second]
             assert report["partitions"][0]["held"] == 2
-            assert report["disabled_endpoints"] == {
-                "count": 1,
-                "endpoints": [{"id": gone.id, "vendor": "v_1", "reason": "disabled by operator"}],
-            }
+            shown = report["disabled_endpoints"]
+            assert shown["count"] == 1
+            assert [(e["id"], e["vendor"], e["reason"], e["by"]) for e in shown["endpoints"]] == [
+                (gone.id, "v_1", "disabled by operator", "operator")]  # fmt: skip
 
             async def gauges() -> tuple[dict[str, float], ...]:
                 text = (await http.get("/metrics")).text

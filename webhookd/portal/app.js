@@ -419,8 +419,9 @@ async function overviewPage() {
         .map(([title, name]) => h("div", { class: "card", "data-total": name }, title, h("b", {}, status[name] ?? 0))))
       : h("p", { class: "muted" }, "Status is not available on this server."),
       status ? h("h3", {}, "Disabled endpoints") : null,
-      status ? table(["Endpoint", "Vendor", "Reason"], disabled.map((e) =>
-        h("tr", {}, h("td", {}, h("code", {}, e.id)), h("td", {}, e.vendor), h("td", {}, e.reason || "")))) : null),
+      status ? table(["Endpoint", "Vendor", "Reason", "By", "Since", "Last error"], disabled.map((e) =>
+        h("tr", {}, h("td", {}, h("code", {}, e.id)), h("td", {}, e.vendor), h("td", {}, e.reason || ""),
+          h("td", {}, e.by || ""), h("td", {}, when(e.since)), h("td", {}, e.last_error || "")))) : null),
   ];
 }
 
