@@ -148,6 +148,7 @@ def browser() -> Iterator[WebDriver]:
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", "--window-size=1280,1000"):  # fmt: skip
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -355,6 +356,13 @@ def test_a_vendor_uses_the_portal_and_another_sees_none_of_it(
                  "dead-letters", "vendors"):  # fmt: skip
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 1000
     print(f"screenshots in {SCREENSHOTS}")
+    # No script error and nothing the Content-Security-Policy had to block, on any page.
+    problems = [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if "Uncaught" in entry["message"] or "Content Security Policy" in entry["message"]
+    ]
+    assert problems == []
 
 
 def test_the_portal_refuses_a_made_up_token(browser: WebDriver, portal_url: str) -> None:

@@ -469,7 +469,8 @@ async function route() {
   const who = principal();
   const nav = document.getElementById("nav");
   document.getElementById("logout").hidden = !who;
-  document.getElementById("who").textContent = who ? (who.operator ? "operator" : `vendor ${who.vendor}`) : "";
+  const until = who && who.expires ? ` (until ${when(who.expires).slice(11, 16)} UTC)` : "";
+  document.getElementById("who").textContent = who ? (who.operator ? "operator" : `vendor ${who.vendor}${until}`) : "";
   if (!who) {
     nav.replaceChildren();
     view().replaceChildren(login());
