@@ -338,7 +338,12 @@ def document(event_patterns: Iterable[str]) -> dict[str, Any]:
     new_endpoint = {
         "type": "object",
         "properties": {
-            "vendor": {"type": "string", "pattern": f"^{VENDOR_ID.pattern}$"},
+            "vendor": {
+                "type": "string",
+                "pattern": f"^{VENDOR_ID.pattern}$",
+                "description": "required with the admin token; a portal token makes "
+                "endpoints only for its own vendor, which it may leave out",
+            },
             **changes,
             "secret": {"type": "string", "pattern": SECRET_PATTERN},
             "signing": {"enum": ["hmac", "ed25519"]},
