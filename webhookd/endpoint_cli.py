@@ -257,6 +257,8 @@ def endpoint_enable(settings: Settings, endpoint_id: str, recover: bool, since: 
             recovered = await recover_held(store, endpoint_id, time.time(),
                                            retention_s=store.retention_s, since_s=since_s,
                                            progress=progress)  # fmt: skip
+            if progress is not None:
+                click.echo(err=True)
             shown["recovered"] = {"held": recovered.held, "redriven": recovered.redriven}
         return shown
 

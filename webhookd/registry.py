@@ -423,20 +423,21 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _pause_end(stored: bytes | str) -> float | None:
+def _stored_time(stored: bytes | str, name: str) -> float | None:
+    """The epoch seconds under ``name`` in a stored JSON object; None if it holds none."""
     try:
-        until = json.loads(stored)["until"]
+        value = json.loads(stored)[name]
     except (ValueError, KeyError, TypeError):
         return None
-    return float(until) if isinstance(until, int | float) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _pause_end(stored: bytes | str) -> float | None:
+    return _stored_time(stored, "until")
 
 
 def _failing_since(stored: bytes | str) -> float | None:
-    try:
-        since = json.loads(stored)["since"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return float(since) if isinstance(since, int | float) else None
+    return _stored_time(stored, "since")
 
 
 def _sealed_of(stored: bytes | str) -> str:

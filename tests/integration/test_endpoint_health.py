@@ -16,11 +16,12 @@ from daemon_parts import ManualClock, Process, ScriptedTransport
 
 from webhookd.config import Settings, settings_from_mapping
 from webhookd.connection import RedisClient, open_client
+from webhookd.endpoints import Endpoint
 from webhookd.keyspace import PartitionKeys
 from webhookd.publisher import entry_fields
 from webhookd.redrive import expire_held, recover, replay
-from webhookd.registry import registry_for
-from webhookd.store import store_for
+from webhookd.registry import Registry, registry_for
+from webhookd.store import Store, store_for
 
 T = TypeVar("T")
 START_S = 1_700_000_000.0
@@ -56,6 +57,17 @@ async def ops_events(client: RedisClient, settings: Settings) -> list[dict[str, 
     return shown
 
 
+async def set_up(
+    client: RedisClient, settings: Settings, clock: ManualClock
+) -> tuple[Store, Registry, Endpoint]:
+    """The stream's group, and one endpoint of vendor v_1 registered at the start."""
+    store = store_for(client, settings)
+    await store.ensure_group(settings.stream.name)
+    registry = registry_for(client, settings, clock=clock.now_s)
+    endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+    return store, registry, endpoint
+
+
 async def step(
     client: RedisClient,
     settings: Settings,
@@ -82,10 +94,7 @@ def test_an_endpoint_that_fails_for_disable_after_is_disabled_once_by_one_of_two
     transport = ScriptedTransport()
 
     async def scenario(client: RedisClient) -> None:
-        store = store_for(client, settings)
-        await store.ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        _store, registry, endpoint = await set_up(client, settings, clock)
         transport.answers[endpoint.id] = 500
 
         await publish(client, settings, "v_1", "evt-1")
@@ -140,9 +149,7 @@ def test_a_success_ends_the_run_of_failures(redis_url: str) -> None:
     transport = ScriptedTransport()
 
     async def scenario(client: RedisClient) -> None:
-        await store_for(client, settings).ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        _, registry, endpoint = await set_up(client, settings, clock)
         for n, (offset, status) in enumerate(
             [
                 (0, 500),
@@ -168,9 +175,7 @@ def test_disable_after_zero_never_disables(redis_url: str) -> None:
     transport = ScriptedTransport()
 
     async def scenario(client: RedisClient) -> None:
-        await store_for(client, settings).ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        _, registry, endpoint = await set_up(client, settings, clock)
         transport.answers[endpoint.id] = 500
         for day in range(10):
             clock.now = START_S + day * 86400
@@ -208,10 +213,7 @@ def test_deliveries_to_a_disabled_endpoint_are_held_and_recovered(redis_url: str
     transport = ScriptedTransport()
 
     async def scenario(client: RedisClient) -> None:
-        store = store_for(client, settings)
-        await store.ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        store, registry, endpoint = await set_up(client, settings, clock)
         await registry.set_enabled(endpoint.id, False)
         for n in range(3):
             await publish(client, settings, "v_1", f"evt-{n}")
@@ -243,10 +245,7 @@ def test_a_delivery_held_past_the_retention_becomes_a_dead_letter(redis_url: str
     clock = ManualClock(START_S)
 
     async def scenario(client: RedisClient) -> None:
-        store = store_for(client, settings)
-        await store.ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        store, registry, endpoint = await set_up(client, settings, clock)
         await registry.set_enabled(endpoint.id, False)
         transport = ScriptedTransport()
         await publish(client, settings, "v_1", "evt-old")
@@ -277,10 +276,7 @@ def test_a_dead_letter_is_announced_once_with_its_last_answer(redis_url: str) ->
     transport = ScriptedTransport()
 
     async def scenario(client: RedisClient) -> None:
-        store = store_for(client, settings)
-        await store.ensure_group(settings.stream.name)
-        registry = registry_for(client, settings, clock=clock.now_s)
-        endpoint = await registry.add("v_1", "http://127.0.0.1:9/in", now_s=START_S)
+        _store, _registry, endpoint = await set_up(client, settings, clock)
         transport.answers[endpoint.id] = 503
         await publish(client, settings, "v_1", "evt-1")
         await step(client, settings, clock, transport, "take_new", "a")
