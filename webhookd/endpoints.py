@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -99,9 +99,6 @@ class Endpoint:
         signers += [(signer(old.signing_key), old.expires_s) for old in self.retired
                     if old.signing_key is not None]  # fmt: skip
         object.__setattr__(self, "_signers", tuple(signers))
-
-    def wants(self, event_type: str) -> bool:
-        return self.enabled and self.subscribes(event_type)
 
     def subscribes(self, event_type: str) -> bool:
         """Whether the endpoint takes this type, enabled or not: a disabled endpoint's
@@ -326,7 +323,3 @@ def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
         return ipaddress.IPv4Address(socket.inet_aton(host))
     except OSError:
         return None
-
-
-def select(endpoints: Sequence[Endpoint], event_type: str) -> list[Endpoint]:
-    return [endpoint for endpoint in endpoints if endpoint.wants(event_type)]

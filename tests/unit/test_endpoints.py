@@ -17,7 +17,6 @@ from webhookd.endpoints import (
     UrlPolicy,
     matches,
     parse_patterns,
-    select,
     validate_url,
 )
 from webhookd.errors import EndpointError
@@ -75,20 +74,13 @@ def test_pattern_matching(pattern: str, event_type: str, expected: bool) -> None
     assert matches(pattern, event_type) is expected
 
 
-def test_an_endpoint_wants_what_any_pattern_matches_while_enabled() -> None:
+def test_an_endpoint_subscribes_to_what_any_pattern_matches_enabled_or_not() -> None:
     ep = endpoint(events=("order.*", "inventory.low_stock"))
-    assert ep.wants("order.created")
-    assert ep.wants("inventory.low_stock")
-    assert not ep.wants("inventory.restocked")
-    assert not ep.disabled("410 Gone").wants("order.created")
-
-
-def test_select_keeps_enabled_subscribers_in_order() -> None:
-    first = endpoint(id="ep_1", events=("order.*",))
-    off = endpoint(id="ep_2").disabled("by operator")
-    other = endpoint(id="ep_3", events=("inventory.*",))
-    last = endpoint(id="ep_4")
-    assert select([first, off, other, last], "order.created") == [first, last]
+    assert ep.subscribes("order.created")
+    assert ep.subscribes("inventory.low_stock")
+    assert not ep.subscribes("inventory.restocked")
+    # a disabled endpoint still subscribes: its deliveries are held, not skipped
+    assert ep.disabled("410 Gone", by="gone").subscribes("order.created")
 
 
 @pytest.mark.parametrize(
