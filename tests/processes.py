@@ -14,7 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,31 @@ def no_retry_client(url: str) -> redis.Redis:
         url, decode_responses=True, socket_timeout=2, socket_connect_timeout=1,
         retry=Retry(NoBackoff(), 0),
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def serving(args: list[str], base_url: str, env: dict[str, str]) -> Iterator[None]:
+    """A server process (``webhookd run``, ``ratelimiter serve``) for the block: started,
+    waited for until ``/healthz`` answers (20 s at most, or until it exits), and stopped
+    with SIGTERM (killed if it lingers)."""
+    process = subprocess.Popen(args, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{base_url}/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        finally:
+            process.kill()
 
 
 def clean_environ() -> dict[str, str]:

@@ -13,18 +13,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from conftest import daemon_config
 from selenium import webdriver
@@ -34,7 +31,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from processes import WEBHOOKD, clean_environ, write_config
+from processes import WEBHOOKD, clean_environ, serving, write_config
 from webhookd.embedded import free_port
 
 ADMIN = "browser-admin-token"
@@ -115,24 +112,8 @@ def portal_url(config: Path) -> Iterator[str]:
     """``webhookd run`` with this config; the portal's URL once it answers."""
     listen = next(line for line in config.read_text().splitlines() if "listen" in line)
     base = "http://" + listen.split('"')[1]
-    process = subprocess.Popen([WEBHOOKD, "--config", str(config), "run"], env=clean_environ())
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base}/healthz").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with serving([WEBHOOKD, "--config", str(config), "run"], base, clean_environ()):
         yield f"{base}/portal/"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        finally:
-            process.kill()
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,11 @@ then shown, changed, rotated, revealed and removed.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 import trustme
@@ -30,7 +26,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
-from processes import WEBHOOKD, clean_environ, write_config
+from processes import WEBHOOKD, clean_environ, serving, write_config
 from webhookd.embedded import free_port
 
 TOKEN = "test-admin-token"
@@ -50,25 +46,9 @@ def admin_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             admin={"listen": f"127.0.0.1:{port}", "token": TOKEN}, log={"level": "error"},
         ),
     )  # fmt: skip
-    process = subprocess.Popen([WEBHOOKD, "--config", str(config), "run"], env=clean_environ())
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/healthz").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with serving([WEBHOOKD, "--config", str(config), "run"], url, clean_environ()):
         yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        finally:
-            process.kill()
 
 
 def sends_nothing(value: Any) -> bool:

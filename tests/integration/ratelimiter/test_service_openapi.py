@@ -10,21 +10,19 @@ key; the ``ignored_auth`` check also tries them without it and with a made-up on
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from processes import serving
 from ratelimiter.embedded import free_port
 
 RATELIMITER = str(Path(sys.executable).with_name("ratelimiter"))
@@ -53,25 +51,9 @@ def service(
 
     command("vendor", "set-plan", "v_1", "growth")
     key = command("key", "create", "--vendor", "v_1").strip()
-    process = subprocess.Popen([RATELIMITER, "serve", "--config", str(config)], env=environ)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/healthz").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
+    with serving([RATELIMITER, "serve", "--config", str(config)], url, environ):
         yield {"url": url, "key": key}
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        finally:
-            process.kill()
 
 
 @pytest.fixture(scope="module")
