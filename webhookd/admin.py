@@ -327,8 +327,8 @@ class AdminApi:
     ) -> Response:
         query = _query(request)
         limit = _limit(query)
-        if limit is None:
-            return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
+        if isinstance(limit, Response):
+            return limit
         outcome = query.get("outcome")
         if outcome is not None and outcome not in history.OUTCOMES:
             return Response.error(
@@ -400,8 +400,8 @@ class AdminApi:
         """Newest first; the next page's cursor in ``X-Next-Cursor`` (absent on the last)."""
         query = _query(request)
         limit = _limit(query)
-        if limit is None:
-            return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
+        if isinstance(limit, Response):
+            return limit
         cursor = query.get("cursor")
         if cursor is not None and not valid_id(cursor):
             return Response.error(400, "invalid_request", "cursor: an X-Next-Cursor value")
@@ -484,13 +484,12 @@ def _scoped(selection: DeadFilter, principal: Principal) -> DeadFilter:
     return DeadFilter(selection.endpoint_id, listing_vendor(principal, selection.vendor))
 
 
-def _limit(query: dict[str, str]) -> int | None:
-    """The ``limit`` asked for (100 when none), or None when it is not 1 to 1000."""
+def _limit(query: dict[str, str]) -> int | Response:
+    """The ``limit`` asked for (100 when none), or the 400 when it is not 1 to 1000."""
     text = query.get("limit", "100")
-    if not (text.isascii() and text.isdigit()):
-        return None
-    limit = int(text)
-    return limit if 1 <= limit <= 1000 else None
+    if text.isascii() and text.isdigit() and 1 <= int(text) <= 1000:
+        return int(text)
+    return Response.error(400, "invalid_request", "limit: a whole number from 1 to 1000")
 
 
 def _filter(values: dict[str, Any]) -> DeadFilter | Response:

@@ -37,19 +37,10 @@ from webhookd.model import (
     ClearRetry,
     HoldDelivery,
     MarkDeferred,
+    PartitionWrite,
     RecordAttempt,
     ReleaseHeld,
     ScheduleRetry,
-)
-
-PartitionWrite = (
-    RecordAttempt
-    | ScheduleRetry
-    | MarkDeferred
-    | ClearRetry
-    | HoldDelivery
-    | ReleaseHeld
-    | AckEntry
 )
 
 

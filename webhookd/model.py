@@ -186,17 +186,18 @@ class AckEntry:
     entry: EntryRef
 
 
-Write = (
+# Writes that live in one stream partition (``record.lua``), and those that do not: the
+# dead-letter stream is outside every partition.
+PartitionWrite = (
     RecordAttempt
     | ScheduleRetry
     | MarkDeferred
     | ClearRetry
     | HoldDelivery
     | ReleaseHeld
-    | AddDeadLetter
-    | RemoveDeadLetter
     | AckEntry
 )
+Write = PartitionWrite | AddDeadLetter | RemoveDeadLetter
 
 
 def state_name(outcome: Outcome) -> str:

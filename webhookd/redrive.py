@@ -127,17 +127,15 @@ async def recover(
     held = 0
     for stream in store.streams:
         async for page in store.held_of(stream, endpoint_id):
-            writes: list[Write] = []
-            for item in page:
-                delivery = _held_delivery(item)
-                if delivery is not None and item.held_ms >= oldest_ms:
-                    writes += release_writes(delivery, now_s)
-                    held += 1
-            if writes:
-                await store.apply(writes)
-                RECOVERED.inc(len(writes) // 2)
-                if progress is not None:
-                    progress(len(writes) // 2)
+            due = [delivery for item in page if item.held_ms >= oldest_ms
+                   and (delivery := _held_delivery(item)) is not None]  # fmt: skip
+            if not due:
+                continue
+            await store.apply([write for d in due for write in release_writes(d, now_s)])
+            held += len(due)
+            RECOVERED.inc(len(due))
+            if progress is not None:
+                progress(len(due))
     redriven = 0
     if since_s is not None:
         selection = DeadFilter(endpoint_id=endpoint_id)

@@ -27,7 +27,6 @@ from webhookd.connection import RedisClient, lua_script, translated
 from webhookd.keyspace import (
     MINUTE_TTL_S,
     PartitionKeys,
-    PartitionWrite,
     encode_record,
     event_id_key,
 )
@@ -35,6 +34,7 @@ from webhookd.model import (
     AckEntry,
     AddDeadLetter,
     ClearRetry,
+    PartitionWrite,
     ReleaseHeld,
     RemoveDeadLetter,
     Write,
