@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -64,9 +63,9 @@ from report import (
     print_quota_run,
     print_redis_table,
     print_table,
+    run_and_write,
     scheme_title,
     targets,
-    write_json,
 )
 from webhookd.embedded import running_redis
 from workload import DATA_BYTES, percentile, publish, sample_body, xadd_ms
@@ -389,14 +388,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 def main() -> None:
     options = parse_args()
-    try:
-        report = benchmark(options)
-    except* KeyboardInterrupt:  # trio wraps it in a group when it lands in a nursery
-        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
-    if options.json_path is not None:
-        write_json(report, options.json_path)
-        print(f"\nevery figure written to {options.json_path}")
+    run_and_write(lambda: benchmark(options), options.json_path)
 
 
 if __name__ == "__main__":

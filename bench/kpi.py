@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from kpi_report import (
     step_summary,
 )
 from processes import OtherLoad, cpu_s, load_average, rss_bytes
-from report import write_json
+from report import run_and_write
 from webhookd.embedded import running_redis
 from workload import xadd_ms
 
@@ -275,14 +274,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 
 def main() -> None:
     options = parse_args()
-    try:
-        found = benchmark(options)
-    except* KeyboardInterrupt:  # trio wraps it in a group when it lands in a nursery
-        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
-        raise SystemExit(130) from None
-    if options.json_path is not None:
-        write_json(found, options.json_path)
-        print(f"\nevery figure written to {options.json_path}")
+    run_and_write(lambda: benchmark(options), options.json_path)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -314,3 +316,16 @@ def _plain(value: Any) -> Any:
 def write_json(figures: Any, path: Path) -> None:
     """A report, or any mapping of dataclasses and plain values, as JSON."""
     path.write_text(json.dumps(_plain(figures), indent=2, default=str) + "\n")
+
+
+def run_and_write(benchmark: Callable[[], Any], json_path: Path | None) -> None:
+    """A benchmark's entry point: run it, exit 130 on Ctrl-C (everything it started is
+    stopped by then), and write its figures to ``json_path`` if given."""
+    try:
+        figures = benchmark()
+    except* KeyboardInterrupt:  # trio wraps it in a group when it lands in a nursery
+        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    if json_path is not None:
+        write_json(figures, json_path)
+        print(f"\nevery figure written to {json_path}")
