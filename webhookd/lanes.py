@@ -5,8 +5,10 @@ Two bounds: ``delivery.max_in_flight`` deliveries in the whole process (``admit`
 for room, which is how intake and the scheduler feel back-pressure), and a queue per
 endpoint of ``factor`` times its concurrency, beyond which ``offer`` refuses so that one
 slow endpoint cannot take every slot (the caller defers the delivery to the retry set).
-Workers are started when a lane has work and fewer workers than its concurrency, and
-stop when it is empty.
+Workers are started when a lane has work and fewer workers than its concurrency. One
+that finds its lane empty parks until more work comes, rather than ending: a read batch
+refills the lanes every few milliseconds, and starting a task costs more than waking
+one. Lanes idle for ``LINGER_S`` are swept, their parked workers ended.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ from webhookd.model import Delivery
 
 Work = Callable[[Delivery], Awaitable[None]]
 
+LINGER_S = 5.0  # how long a lane's parked workers outlive its last offer (at most twice)
+
 
 class _Lane:
-    __slots__ = ("pending", "queue", "workers")
+    __slots__ = ("offered", "parked", "pending", "queue", "retiring", "workers")
 
     def __init__(self) -> None:
         self.queue: deque[Delivery] = deque()
         self.workers = 0
         self.pending = 0  # deliveries offered and not yet done: queued or being sent
+        self.parked = trio.lowlevel.ParkingLot()  # workers waiting for the queue to fill
+        self.offered = False  # since the last sweep
+        self.retiring = False  # the sweep woke the parked workers to end them
 
 
 class Lanes:
@@ -50,6 +57,11 @@ class Lanes:
         """How many more deliveries the process takes before ``admit`` waits."""
         return self._slots.value
 
+    @property
+    def workers(self) -> int:
+        """Worker tasks alive, parked ones included."""
+        return sum(lane.workers for lane in self._lanes.values())
+
     def queued(self, endpoint_id: str) -> int:
         lane = self._lanes.get(endpoint_id)
         return 0 if lane is None else lane.pending
@@ -59,7 +71,17 @@ class Lanes:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            await trio.sleep_forever()
+            while True:
+                await trio.sleep(LINGER_S)
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """End the parked workers of lanes offered nothing since the last sweep."""
+        for lane in self._lanes.values():
+            if not lane.offered and lane.parked:
+                lane.retiring = True
+                lane.parked.unpark_all()
+            lane.offered = False
 
     async def admit(self) -> None:
         """Wait for room for one more delivery in this process."""
@@ -80,8 +102,12 @@ class Lanes:
             return False
         lane.queue.append(delivery)
         lane.pending += 1
+        lane.offered = True
+        lane.retiring = False
         self._active += 1
-        if lane.workers < concurrency:
+        if lane.parked:
+            lane.parked.unpark()
+        elif lane.workers < concurrency:
             assert self._nursery is not None, "Lanes.run must be started first"
             lane.workers += 1
             self._nursery.start_soon(self._drain, delivery.endpoint_id, lane)
@@ -96,16 +122,20 @@ class Lanes:
 
     async def _drain(self, endpoint_id: str, lane: _Lane) -> None:
         try:
-            while lane.queue:
-                delivery = lane.queue.popleft()
-                try:
-                    await self._work(delivery)
-                finally:
-                    self._slots.release()
-                    lane.pending -= 1
-                    self._active -= 1
-                    if not self._active:
-                        self._all_done.set()
+            while True:
+                while lane.queue:
+                    delivery = lane.queue.popleft()
+                    try:
+                        await self._work(delivery)
+                    finally:
+                        self._slots.release()
+                        lane.pending -= 1
+                        self._active -= 1
+                        if not self._active:
+                            self._all_done.set()
+                if lane.retiring:
+                    return
+                await lane.parked.park()
         finally:
             lane.workers -= 1
             if not lane.workers and not lane.queue:

@@ -57,11 +57,63 @@ class _StaleConnection(Exception):
     """A reused connection died before any response byte: the peer closed it while idle."""
 
 
-@dataclass(slots=True)
+class _TimedOut(Exception):
+    """The watchdog closed the connection at the request's deadline."""
+
+
+@dataclass(slots=True, eq=False)
 class _Connection:
     stream: trio.abc.Stream
     reader: ResponseReader
     idle_since: float = 0.0
+    timed_out: bool = False  # the watchdog closed it mid-exchange
+
+
+class _Watchdog:
+    """The per-request timeout of every pool of a transport, without a cancel scope per
+    request: entering and leaving one cost about as much as parsing the response.
+
+    An exchange is registered with its deadline; one task (a system task, started when
+    needed and ended after a second with nothing in flight) closes the stream of every
+    exchange past its deadline, which ends its pending send or receive with an error that
+    the exchange reports as a timeout. It wakes at the earliest deadline it knows of, and
+    every ``TICK_S`` for those registered meanwhile, which fire up to that much late.
+    """
+
+    TICK_S = 0.05
+    IDLE_TICKS = 20
+
+    __slots__ = ("_due", "_running")
+
+    def __init__(self) -> None:
+        self._due: dict[_Connection, float] = {}
+        self._running = False
+
+    def watch(self, conn: _Connection, deadline: float) -> None:
+        self._due[conn] = deadline
+        if not self._running:
+            self._running = True
+            trio.lowlevel.spawn_system_task(self._run, name="webhookd.transport.watchdog")
+
+    def forget(self, conn: _Connection) -> None:
+        self._due.pop(conn, None)
+
+    async def _run(self) -> None:
+        try:
+            idle = 0
+            while idle < self.IDLE_TICKS:
+                due = self._due
+                wake = trio.current_time() + self.TICK_S
+                await trio.sleep_until(min(wake, min(due.values())) if due else wake)
+                idle = 0 if due else idle + 1
+                now = trio.current_time()
+                late = [conn for conn, deadline in self._due.items() if deadline <= now]
+                for conn in late:
+                    del self._due[conn]
+                    conn.timed_out = True
+                    await trio.aclose_forcefully(conn.stream)
+        finally:
+            self._running = False
 
 
 def _reason(exc: BaseException) -> str:
@@ -96,7 +148,7 @@ class _translated:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if exc is None or isinstance(exc, TransportError | _StaleConnection):
+        if exc is None or isinstance(exc, TransportError | _StaleConnection | _TimedOut):
             return
         origin = self.origin
         if isinstance(
@@ -143,6 +195,7 @@ class ConnectionPool:
         body_cap: int = 65536,
         connector: Connector | None = None,
         keepalive_expiry_s: float = 30.0,
+        watchdog: _Watchdog | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"a connection pool needs size >= 1, not {size}")
@@ -156,6 +209,7 @@ class ConnectionPool:
         self._keepalive_expiry_s = keepalive_expiry_s
         self._idle: list[_Connection] = []  # oldest first: released connections are appended
         self._closed = False
+        self._watchdog = watchdog or _Watchdog()
 
     async def request(
         self,
@@ -193,17 +247,21 @@ class ConnectionPool:
                 await self._slots.acquire()
             try:
                 now = trio.current_time()
-                with trio.CancelScope(deadline=now + timeout_s):
-                    conn = self._idle.pop() if self._idle else None
-                    if conn is not None and now - conn.idle_since > self._keepalive_expiry_s:
-                        await self._expire(conn)  # and every older idle connection
-                        conn = None
-                    if conn is None:
-                        return await self._exchange(await self._connect(), request, False)
+                deadline = now + timeout_s
+                conn = self._idle.pop() if self._idle else None
+                if conn is not None and now - conn.idle_since > self._keepalive_expiry_s:
+                    await self._expire(conn)  # and every older idle connection
+                    conn = None
+                if conn is not None:
                     try:
-                        return await self._exchange(conn, request, True)
+                        return await self._exchange(conn, request, True, deadline)
                     except _StaleConnection:
-                        return await self._exchange(await self._connect(), request, False)
+                        pass
+                conn = await self._connect(deadline)
+                if conn is not None:
+                    return await self._exchange(conn, request, False, deadline)
+            except _TimedOut:
+                pass
             finally:
                 self._slots.release()
             raise TimeoutError_(f"no complete response from {self.origin} within {timeout_s:g} s")
@@ -221,24 +279,33 @@ class ConnectionPool:
         for conn in expired:
             await _close(conn)
 
-    async def _connect(self) -> _Connection:
-        with _translated(self.origin, "connect"):
-            stream = await self._connector(self.origin)
-        if self._tls is not None:
-            stream = trio.SSLStream(
-                stream, self._tls, server_hostname=self.origin.host, https_compatible=True
-            )
-            try:
-                with _translated(self.origin, "tls"):
-                    await stream.do_handshake()
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-        return _Connection(stream, ResponseReader(self._body_cap))
+    async def _connect(self, deadline: float) -> _Connection | None:
+        """A new connection, or None when ``deadline`` passed first (connections are
+        opened rarely enough for a cancel scope of their own)."""
+        with trio.move_on_at(deadline):
+            with _translated(self.origin, "connect"):
+                stream = await self._connector(self.origin)
+            if self._tls is not None:
+                stream = trio.SSLStream(
+                    stream, self._tls, server_hostname=self.origin.host, https_compatible=True
+                )
+                try:
+                    with _translated(self.origin, "tls"):
+                        await stream.do_handshake()
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+            return _Connection(stream, ResponseReader(self._body_cap))
+        return None
 
-    async def _exchange(self, conn: _Connection, request: bytes, reused: bool) -> Response:
-        """One request/response on `conn`, which ends up idle again or closed."""
+    async def _exchange(
+        self, conn: _Connection, request: bytes, reused: bool, deadline: float
+    ) -> Response:
+        """One request/response on `conn`, which ends up idle again or closed; _TimedOut
+        when the watchdog closed it at ``deadline``."""
         stream, reader = conn.stream, conn.reader
+        watchdog = self._watchdog
+        watchdog.watch(conn, deadline)
         try:
             reader.start()
             reusable = True
@@ -265,10 +332,14 @@ class ConnectionPool:
                     raise _StaleConnection
                 else:
                     raise ProtocolError(f"{self.origin} closed the connection without a response")
-        except BaseException:
+        except BaseException as exc:
+            watchdog.forget(conn)
             await _close(conn)
+            if conn.timed_out and not isinstance(exc, trio.Cancelled):
+                raise _TimedOut from None
             raise
-        if reusable and reader.reusable and not self._closed:
+        watchdog.forget(conn)
+        if reusable and reader.reusable and not self._closed and not conn.timed_out:
             conn.idle_since = trio.current_time()
             self._idle.append(conn)
         else:
@@ -304,6 +375,7 @@ class Transport:
         self._body_cap = body_cap
         self._connector = connector
         self._routes: dict[str, _Route] = {}
+        self._watchdog = _Watchdog()
 
     async def post(
         self,
@@ -370,6 +442,7 @@ class Transport:
                 ssl_context=tls or self._ssl_context,
                 body_cap=self._body_cap,
                 connector=self._connector,
+                watchdog=self._watchdog,
             )
         route = self._routes[key] = _Route(url, size, tls, static_headers, head, pool)
         if old is not None and old.pool is not pool:

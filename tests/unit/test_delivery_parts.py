@@ -11,7 +11,7 @@ import trio.testing
 from webhookd.errors import StoreRefused, StoreUnavailable
 from webhookd.events import Event
 from webhookd.health import Readiness
-from webhookd.lanes import Lanes
+from webhookd.lanes import LINGER_S, Lanes
 from webhookd.model import AckEntry, AddDeadLetter, Delivery, EntryRef, RecordAttempt, Write
 from webhookd.recorder import Recorder
 from webhookd.scheduler import Wakeup
@@ -55,6 +55,34 @@ async def test_a_lane_runs_at_most_its_concurrency_and_refuses_past_its_queue() 
         release.set()
         await lanes.drained(1.0)
         assert lanes.queued("ep_1") == 0 and lanes.room == 100
+        nursery.cancel_scope.cancel()
+
+
+async def test_workers_park_between_batches_and_end_once_their_lane_idles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tasks: set[trio.lowlevel.Task] = set()
+
+    async def work(d: Delivery) -> None:
+        tasks.add(trio.lowlevel.current_task())
+        await trio.sleep(0.01)
+
+    lanes = Lanes(work, max_in_flight=100, queue_factor=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lanes.run)
+        for batch in range(3):
+            for n in range(6):
+                await lanes.admit()
+                assert lanes.offer(delivery("ep_1", batch * 10 + n), concurrency=3)
+            await lanes.drained(1.0)
+            assert lanes.queued("ep_1") == 0 and lanes.workers == 3
+        assert len(tasks) == 3  # the same three workers took every batch
+        await trio.sleep(LINGER_S * 2 + 1)
+        assert lanes.workers == 0
+        await lanes.admit()
+        assert lanes.offer(delivery("ep_1", 99), concurrency=3)  # a swept lane starts anew
+        await lanes.drained(1.0)
+        assert len(tasks) == 4 and lanes.workers == 1
         nursery.cancel_scope.cancel()
 
 
