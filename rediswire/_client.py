@@ -26,7 +26,16 @@ from types import TracebackType
 import hiredis
 import trio
 
-from rediswire._resp import Arg, Reply, ReplyError, as_bytes, encode, key_slot, pack_command
+from rediswire._resp import (
+    SLOTS,
+    Arg,
+    Reply,
+    ReplyError,
+    as_bytes,
+    encode,
+    key_slot,
+    pack_command,
+)
 from rediswire._urls import Location, Target, parse_url
 
 _CLUSTER_SLOTS = encode([("CLUSTER", "SLOTS")])
@@ -246,6 +255,17 @@ class Wire:
             generation = self._generation
         node = self._any if route is None else self._slots[key_slot(as_bytes(route))]
         replies = await self._on(node, payload, len(commands))
+        if any(isinstance(reply, ReplyError) for reply in replies):
+            return await self._redirected(commands, payload, route, node, replies, generation)
+        return replies
+
+    async def _redirected(
+        self, commands: Sequence[Sequence[Arg]], payload: bytes, route: Arg | None,
+        node: _Node, replies: list[Reply | ReplyError], generation: int,
+    ) -> list[Reply | ReplyError]:  # fmt: skip
+        """The replies once redirections are followed, each at most once: ``MOVED``
+        refreshes the map and repeats the whole exchange on the new owner, ``ASK``
+        repeats each asked command on the node named, after ``ASKING``."""
         moved = _redirection(replies, "MOVED ")
         if moved is not None:
             node = self._redirected_to(moved, node)
@@ -296,7 +316,7 @@ class Wire:
     def _slot_map(self, ranges: list[Reply | ReplyError], answering: _Node) -> list[_Node]:
         """Each slot's master, from ``CLUSTER SLOTS``; a slot nobody serves goes to the
         node that answered, which then says so (``CLUSTERDOWN``)."""
-        slots = [answering] * 16384
+        slots = [answering] * SLOTS
         for entry in ranges:
             assert isinstance(entry, list)
             start, end, master = entry[0], entry[1], entry[2]
