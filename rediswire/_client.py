@@ -198,6 +198,11 @@ class Wire:
         replaces the default one for ``rediss://`` (a private CA, a client certificate)."""
         return cls(parse_url(url), max_idle=max_idle, ssl_context=ssl_context)
 
+    @property
+    def cluster(self) -> bool:
+        """Whether this is a Redis Cluster: a script's keys must then share one slot."""
+        return self._single is None
+
     async def call(self, *args: Arg, route: Arg | None = None) -> Reply:
         """One command's reply; an error reply is raised as ``ReplyError``."""
         [reply] = await self._exchange((args,), pack_command(args), route)

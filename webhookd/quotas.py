@@ -88,7 +88,7 @@ class Quotas:
         self._clock = clock
         self._ops_stream = ops_stream
         self._guard_prefix = f"{key_prefix}:announced"
-        self._limiter = AsyncLimiter(client, plans=policy, clock=clock.now_s,
+        self._limiter = AsyncLimiter(client.wire, plans=policy, clock=clock.now_s,
                                      prefix=settings.limiter_prefix)  # fmt: skip
         self.vendors = AsyncVendorPlans(client, plans=policy, prefix=settings.limiter_prefix)
         self._daily = {name: plan.webhooks_per_day for name, plan in policy.plans.items()}

@@ -33,7 +33,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -412,10 +412,13 @@ class Registry:
     async def versions(self) -> tuple[str, str, str]:
         """The tokens of the table, the pauses and the failing states, in one round trip."""
         with translated("read endpoints version"):
-            tokens = await self._redis.mget(
-                [self._version_key, self._pauses_version_key, self._failing_version_key]
-            )
-        table, pauses, failing = ("" if t is None else _text(t) for t in tokens)
+            tokens = await self._redis.wire.call(
+                "MGET", self._version_key, self._pauses_version_key, self._failing_version_key,
+                route=self._version_key,
+            )  # fmt: skip
+        table, pauses, failing = (
+            "" if t is None else _text(t) for t in cast("list[bytes]", tokens)
+        )
         return table, pauses, failing
 
 

@@ -21,6 +21,7 @@ import coredis.exceptions
 from coredis.response.types import StreamEntry
 from coredis.tokens import PureToken
 
+from rediswire import Script
 from webhookd import ops
 from webhookd.config import Settings, StreamSettings
 from webhookd.connection import RedisClient, lua_script, translated
@@ -94,6 +95,11 @@ def _fields(item: StreamEntry) -> Mapping[bytes, bytes]:
     return cast("Mapping[bytes, bytes]", item.field_values or {})
 
 
+def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:
+    """An entry's fields from the wire's flat [field, value, …] list."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def text_fields(item: StreamEntry) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in (item.field_values or {}).items()}
 
@@ -121,8 +127,9 @@ class Store:
         self._retention_s = max(1, int(stream.retention_s))
         self.retention_s = stream.retention_s
         self._history_entries = history_entries
-        self._record = client.register_script(lua_script("record.lua"))
-        self._claim_due = client.register_script(lua_script("claim_due.lua"))
+        self._wire = client.wire
+        self._record = Script(lua_script("record.lua"))
+        self._claim_due = Script(lua_script("claim_due.lua"))
 
     def keys(self, stream: str) -> PartitionKeys:
         return self.partitions.get(stream) or PartitionKeys(stream)
@@ -146,13 +153,16 @@ class Store:
 
     async def read_new(self, stream: str, consumer: str, count: int, block_ms: int) -> list[Entry]:
         with translated(f"XREADGROUP {stream}"):
-            answer = await self._redis.xreadgroup(
-                self._group, consumer, streams={stream: ">"}, count=count, block=block_ms
-            )
+            answer = await self._wire.call(
+                "XREADGROUP", "GROUP", self._group, consumer, "COUNT", count,
+                "BLOCK", block_ms, "STREAMS", stream, ">", route=stream,
+            )  # fmt: skip
+        if not answer:
+            return []
         return [
-            Entry(stream, _text(item.identifier), _fields(item), False)
-            for items in (answer or {}).values()
-            for item in items
+            Entry(stream, entry_id.decode(), _pairs(flat), False)
+            for _, items in cast("list[tuple[bytes, list[tuple[bytes, list[bytes]]]]]", answer)
+            for entry_id, flat in items
         ]
 
     async def reclaim(
@@ -257,17 +267,11 @@ class Store:
             await self._apply_dead(dead)
         if not by_stream:
             return
-        calls = [encode_record(self.keys(stream), part) for stream, part in by_stream.items()]
+        head: list[str | int] = [self._ttl_s, self._group, self._history_entries, MINUTE_TTL_S]
         with translated("record.lua"):
-            head: list[str | int] = [self._ttl_s, self._group, self._history_entries,
-                                     MINUTE_TTL_S]  # fmt: skip
-            if len(calls) == 1:
-                keys, arguments = calls[0]
-                await self._record(keys=keys, args=[*head, *arguments])
-                return
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for keys, arguments in calls:
-                    self._record(keys=keys, args=[*head, *arguments], client=pipe)
+            for stream, part in by_stream.items():  # one slot each: one script call each
+                keys, arguments = encode_record(self.keys(stream), part)
+                await self._wire.evalsha(self._record, keys, [*head, *arguments])
 
     async def _apply_dead(self, dead: Sequence[AddDeadLetter | RemoveDeadLetter]) -> None:
         """Dead letters in, redriven ones out; then ``delivery.dead_lettered`` for each
@@ -297,8 +301,11 @@ class Store:
     ) -> list[DueRetry]:
         keys = self.keys(stream)
         with translated(f"claim_due.lua {stream}"):
-            flat: list[bytes] = await self._claim_due(
-                keys=[keys.retry, keys.payloads], args=[now_ms, lease_ms, limit]
+            flat = cast(
+                "list[bytes]",
+                await self._wire.evalsha(
+                    self._claim_due, [keys.retry, keys.payloads], [now_ms, lease_ms, limit]
+                ),
             )
         items = [_text(x) for x in flat]
         return [DueRetry(stream, items[i], items[i + 1]) for i in range(0, len(items), 2)]

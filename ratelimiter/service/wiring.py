@@ -16,13 +16,15 @@ import structlog
 import trio
 
 from httpserve import Limits, serve_listeners
-from ratelimiter.async_limiter import AsyncLimiter
-from ratelimiter.async_redis import AsyncRedisBackend
+from ratelimiter.async_limiter import AsyncLimiter, coredis_client
+from ratelimiter.backend import split_url
 from ratelimiter.config import Settings
 from ratelimiter.embedded import embedded_url
 from ratelimiter.keys import KeyStore
 from ratelimiter.policy import Policy
 from ratelimiter.service.routes import Service
+from ratelimiter.wire_backend import WireBackend
+from rediswire import Wire
 
 log = structlog.get_logger("ratelimiter.service")
 
@@ -45,21 +47,19 @@ async def open_service(settings: Settings, policy: Policy) -> AsyncIterator[Serv
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(stack.close)
         return
-    timeout_s = settings.service.redis_timeout_s
-    async with AsyncLimiter.from_url(
-        settings.redis_url,
-        plans=policy,
-        prefix=settings.key_prefix,
-        timeout_s=timeout_s / 2,
-    ) as limiter:
-        backend = limiter.backend
-        client = backend.client if isinstance(backend, AsyncRedisBackend) else None
-        keys = None
-        if client is not None:
-            ttl_s = settings.service.key_cache_ttl_s
-            keys = KeyStore(client, prefix=settings.key_prefix, cache_ttl_s=ttl_s,
-                            timeout_s=timeout_s / 2)  # fmt: skip
-        yield Service(settings.service, limiter, keys=keys, redis=client)
+    url, half_s = settings.redis_url, settings.service.redis_timeout_s / 2
+    if split_url(url)[0] == "memory":
+        async with AsyncLimiter.from_url(url, plans=policy, prefix=settings.key_prefix) as limiter:
+            yield Service(settings.service, limiter)
+        return
+    # Decisions go over the wire, everything else (API keys, readiness) through coredis.
+    async with coredis_client(url) as client, Wire.from_url(url) as wire:
+        backend = WireBackend(wire, prefix=settings.key_prefix, timeout_s=half_s)
+        async with AsyncLimiter(backend, plans=policy) as limiter:
+            keys = KeyStore(client, prefix=settings.key_prefix,
+                            cache_ttl_s=settings.service.key_cache_ttl_s,
+                            timeout_s=half_s)  # fmt: skip
+            yield Service(settings.service, limiter, keys=keys, redis=client)
 
 
 async def run(

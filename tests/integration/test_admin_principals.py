@@ -13,6 +13,7 @@ from conftest import AsyncRedis, publish, running_daemon, until
 from webhook_receiver import Receiver, Reply
 
 from ratelimiter import AsyncVendorPlans
+from webhookd import connection
 from webhookd.admin import AdminApi
 from webhookd.clock import EpochClock
 from webhookd.config import Settings
@@ -31,12 +32,13 @@ def bearer(vendor: str, ttl_s: int = 600, now_s: float | None = None) -> dict[st
     return {"Authorization": f"Bearer {token}"}
 
 
-def routes_of(
-    daemon: Daemon, settings: Settings, client: AsyncRedis
-) -> list[tuple[str, re.Pattern[str], Scope]]:
-    """The daemon's admin route table (an AdminApi built as the daemon builds its own)."""
+def routes_of(daemon: Daemon, settings: Settings) -> list[tuple[str, re.Pattern[str], Scope]]:
+    """The daemon's admin route table (an AdminApi built as the daemon builds its own, on
+    a Redis client it never uses)."""
     clock = EpochClock()
-    vendors = vendor_api(client, settings, daemon.registry, clock)
+    assert settings.redis.url is not None
+    vendors = vendor_api(connection.client_for(settings.redis.url), settings, daemon.registry,
+                         clock)  # fmt: skip
     return AdminApi(token=ADMIN, registry=daemon.registry, store=daemon.store,
                     readiness=daemon.readiness, clock=clock, vendors=vendors).scopes()  # fmt: skip
 
@@ -114,7 +116,7 @@ async def test_a_vendor_token_never_reaches_another_vendors_data(
         named = {Scope.ENDPOINT: {"id": other["id"]}, Scope.EVENT: {"id": other_event},
                  Scope.DEAD: {"id": dead["id"]},
                  Scope.VENDOR: {"vendor": "v_2", "key_id": key["id"]}}  # fmt: skip
-        table = routes_of(daemon, settings, aredis)
+        table = routes_of(daemon, settings)
         assert {scope for _, _, scope in table} == set(Scope)
         for method, pattern, scope in table:
             if scope in (Scope.OWN, Scope.OPERATOR):  # a path naming a thing names its owner

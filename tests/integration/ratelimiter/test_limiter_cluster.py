@@ -1,12 +1,14 @@
 """Both limiters on Redis Cluster (``redis+cluster://``): one cluster-enabled
-redis-server holding all 16384 slots, started for this module."""
+redis-server holding all 16384 slots, started for this module. The async limiter runs
+on both its Redis stores: coredis (``from_url``) and the wire (``rediswire``)."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -17,7 +19,21 @@ from redis.crc import key_slot
 
 from ratelimiter import AsyncLimiter, AsyncRedisBackend, Limiter, parse_limit
 from ratelimiter.backend import Check
+from ratelimiter.wire_backend import WireBackend
+from rediswire import Wire
 from webhookd.embedded import find_redis_server, free_port
+
+STORES = ["coredis", "wire"]
+
+
+@contextlib.asynccontextmanager
+async def async_limiter(store: str, url: str, prefix: str) -> AsyncIterator[AsyncLimiter]:
+    if store == "coredis":
+        async with AsyncLimiter.from_url(url, prefix=prefix) as limiter:
+            yield limiter
+    else:
+        async with Wire.from_url(url) as wire, AsyncLimiter(wire, prefix=prefix) as limiter:
+            yield limiter
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +94,10 @@ def test_the_sync_limiter_on_a_cluster(cluster_url: str) -> None:
         node.close()
 
 
-async def test_the_async_limiter_splits_a_batch_by_slot(cluster_url: str) -> None:
+@pytest.mark.parametrize("store", STORES)
+async def test_the_async_limiter_splits_a_batch_by_slot(cluster_url: str, store: str) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    async with AsyncLimiter.from_url(cluster_url, prefix=prefix) as limiter:
+    async with async_limiter(store, cluster_url, prefix) as limiter:
         results: dict[str, list[bool]] = {}
 
         async def hammer(key: str) -> None:
@@ -102,12 +119,15 @@ def test_the_async_limiter_on_a_cluster_under_asyncio(cluster_url: str) -> None:
     assert anyio.run(main, backend="asyncio") == 4
 
 
-async def test_a_batch_spanning_slots_reloads_a_flushed_script(cluster_url: str) -> None:
+@pytest.mark.parametrize("store", STORES)
+async def test_a_batch_spanning_slots_reloads_a_flushed_script(
+    cluster_url: str, store: str
+) -> None:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     node = redis.Redis.from_url(cluster_url.replace("redis+cluster", "redis"))
-    async with AsyncLimiter.from_url(cluster_url, prefix=prefix) as limiter:
+    async with async_limiter(store, cluster_url, prefix) as limiter:
         backend = limiter.backend
-        assert isinstance(backend, AsyncRedisBackend)
+        assert isinstance(backend, AsyncRedisBackend | WireBackend)
         node.script_flush()
         limits = (parse_limit("2/m"),)
         checks = [Check(f"k{index}", limits, 1, True, None) for index in range(6)]
