@@ -12,6 +12,7 @@ import trio
 
 from httpserve._messages import Handler, Heads, Limits, Response
 from httpserve._reader import Refusal, RequestReader
+from socketbytes import faster
 
 log = structlog.get_logger("httpserve")
 
@@ -131,6 +132,7 @@ async def serve_connection(
 async def _serve_connection(
     handler: Handler, limits: Limits, heads: Heads, watchdog: Watchdog, stream: trio.abc.Stream
 ) -> None:
+    stream = faster(stream)
     try:
         with watchdog.watching() as timer:
             refusal = None

@@ -37,6 +37,7 @@ from rediswire._resp import (
     pack_command,
 )
 from rediswire._urls import Location, Target, parse_url
+from socketbytes import faster
 
 _CLUSTER_SLOTS = encode([("CLUSTER", "SLOTS")])
 _ASKING = ("ASKING",)
@@ -150,6 +151,7 @@ class _Node:
                 stream = await trio.open_tcp_stream(location.host, location.port)
         except OSError as exc:
             raise self._unavailable(exc) from exc
+        stream = faster(stream)
         if self._ssl is not None:
             stream = trio.SSLStream(stream, self._ssl, server_hostname=location.host)
         connection = _Connection(stream)

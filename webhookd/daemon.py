@@ -131,15 +131,22 @@ class Daemon:
                             health=EndpointHealth(self.registry, table, clock,
                                                   settings.health.disable_after_s))  # fmt: skip
         IN_FLIGHT.set_function(lambda: pipeline.lanes.active)
+        # Intake and the scheduler take a read batch at a time, and only once less than
+        # that waits to be sent: reading further ahead overfills lanes, whose overflow
+        # goes to the retry set and back (twice the work for a backlog's deliveries).
+        batch = settings.stream.batch_size
+        appetite = partial(pipeline.lanes.appetite, batch)
         DISABLED_ENDPOINTS.set_function(table.disabled_count)
         scheduler = Scheduler(self.store, clock=clock, wakeup=wakeup, readiness=self.readiness,
                               lease_s=delivery.timeout_s * 2 + 30, table=table,
-                              room=lambda: pipeline.lanes.room, judge=pipeline.judge,
-                              take=pipeline.dispatch_all, write=recorder.write)  # fmt: skip
+                              room=lambda: min(pipeline.lanes.room, batch), judge=pipeline.judge,
+                              take=pipeline.dispatch_all, write=recorder.write,
+                              appetite=appetite)  # fmt: skip
         intake = Intake(self.store, settings.stream, consumer=self.consumer, table=table,
                         recorder=recorder, rules=event_rules(settings), clock=clock,
                         readiness=self.readiness, judge=pipeline.judge,
-                        dispatch=pipeline.dispatch_all)  # fmt: skip
+                        dispatch=pipeline.dispatch_all,
+                        appetite=appetite)  # fmt: skip
         vendors = vendor_api(self._client, settings, self.registry, clock)
         admin = AdminApi(token=settings.admin.token, registry=self.registry, store=self.store,
                          readiness=self.readiness, clock=clock, sender=sender,

@@ -71,7 +71,10 @@ class Intake:
         readiness: Readiness,
         judge: Callable[[Sequence[Delivery]], Awaitable[Any]],
         dispatch: Callable[[Sequence[Delivery], Any], Awaitable[None]],
+        appetite: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``appetite()`` returns once fewer than a read batch of deliveries wait to be
+        sent: a read loop takes no new batch before (``Lanes.appetite``)."""
         self._store = store
         self._settings = settings
         self._consumer = consumer
@@ -82,6 +85,7 @@ class Intake:
         self._readiness = readiness
         self._judge = judge
         self._dispatch = dispatch
+        self._appetite = appetite
         self._partition = {
             stream: (None if settings.partitions == 1 else index)
             for index, stream in enumerate(store.streams)
@@ -126,6 +130,8 @@ class Intake:
         settings = self._settings
         block_ms = max(1, int(settings.block_s * 1000))
         while True:
+            if self._appetite is not None:
+                await self._appetite()
             entries = await self._store.read_new(
                 stream, self._consumer, settings.batch_size, block_ms
             )

@@ -26,9 +26,10 @@ LINGER_S = 5.0  # how long a lane's parked workers outlive its last offer (at mo
 
 
 class _Lane:
-    __slots__ = ("offered", "parked", "pending", "queue", "retiring", "workers")
+    __slots__ = ("bound", "offered", "parked", "pending", "queue", "retiring", "workers")
 
-    def __init__(self) -> None:
+    def __init__(self, bound: int) -> None:
+        self.bound = bound  # deliveries it takes before offers are refused
         self.queue: deque[Delivery] = deque()
         self.workers = 0
         self.pending = 0  # deliveries offered and not yet done: queued or being sent
@@ -46,6 +47,7 @@ class Lanes:
         self._nursery: trio.Nursery | None = None
         self._active = 0  # deliveries queued or being worked on
         self._all_done = trio.Event()
+        self._fed: trio.Event | None = None  # set when a worker takes from its queue
 
     @property
     def active(self) -> int:
@@ -61,6 +63,20 @@ class Lanes:
     def workers(self) -> int:
         """Worker tasks alive, parked ones included."""
         return sum(lane.workers for lane in self._lanes.values())
+
+    def waiting(self) -> int:
+        """Deliveries queued in lanes that take more. A full lane's are not counted: its
+        endpoint is slow, and what comes for it meanwhile is deferred anyway."""
+        return sum(len(lane.queue) for lane in self._lanes.values() if lane.pending < lane.bound)
+
+    async def appetite(self, limit: int) -> None:
+        """Wait until fewer than ``limit`` deliveries wait. Reading further ahead only
+        fills lanes to their bound, and what overflows goes to the retry set and back:
+        twice the work for every delivery of a backlog."""
+        while self.waiting() >= limit:
+            if self._fed is None or self._fed.is_set():
+                self._fed = trio.Event()  # shared: intake and the scheduler may both wait
+            await self._fed.wait()
 
     def queued(self, endpoint_id: str) -> int:
         lane = self._lanes.get(endpoint_id)
@@ -95,9 +111,11 @@ class Lanes:
         back) when the lane is full, unless ``force`` (it was already counted against a
         quota, and must be attempted now)."""
         lane = self._lanes.get(delivery.endpoint_id)
+        bound = concurrency * self._queue_factor
         if lane is None:
-            lane = self._lanes[delivery.endpoint_id] = _Lane()
-        if not force and lane.pending >= concurrency * self._queue_factor:
+            lane = self._lanes[delivery.endpoint_id] = _Lane(bound)
+        lane.bound = bound
+        if not force and lane.pending >= bound:
             self._slots.release()
             return False
         lane.queue.append(delivery)
@@ -125,6 +143,8 @@ class Lanes:
             while True:
                 while lane.queue:
                     delivery = lane.queue.popleft()
+                    if self._fed is not None:
+                        self._fed.set()
                     try:
                         await self._work(delivery)
                     finally:

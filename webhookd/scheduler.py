@@ -78,8 +78,11 @@ class Scheduler:
         judge: Callable[[Sequence[Delivery]], Awaitable[Any]],
         take: Callable[[Sequence[Delivery], Any], Awaitable[None]],
         write: Callable[[list[Write]], None],
+        appetite: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """``appetite`` as intake's: no claim while a read batch's worth waits to be sent."""
         self._store = store
+        self._appetite = appetite
         self._clock = clock
         self._lease_ms = int(lease_s * 1000)
         self._room = room
@@ -124,6 +127,8 @@ class Scheduler:
         """Claim and hand on what is due in every partition; True when there may be more."""
         more = False
         for stream in self._store.streams:
+            if self._appetite is not None:
+                await self._appetite()
             limit = max(1, min(CLAIM_LIMIT, self._room()))
             now_ms = int(self._clock.now_s() * 1000)
             due = await self._store.claim_due(stream, now_ms, self._lease_ms, limit)

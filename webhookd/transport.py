@@ -12,7 +12,6 @@ business, not this module's.
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from types import TracebackType
 import httptools
 import trio
 
+from socketbytes import faster
 from webhookd.errors import (
     ConnectError,
     EndpointError,
@@ -60,55 +60,6 @@ class _StaleConnection(Exception):
 
 class _TimedOut(Exception):
     """The watchdog closed the connection at the request's deadline."""
-
-
-class _SocketBytes(trio.abc.Stream):
-    """A connected socket's bytes with one trip through the scheduler per exchange, not
-    three: ``trio.SocketStream`` tries each send and receive first, then yields once
-    more after it succeeds, and a request always waits for its response anyway. Here a
-    send or receive that can go ahead goes ahead, and one that cannot waits on the
-    socket. Errors are trio's: BrokenResourceError for the peer's, ClosedResourceError
-    once closed (the watchdog's way of ending an exchange)."""
-
-    __slots__ = ("_fd", "_socket", "_stream")
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self._stream = stream
-        self._socket = stream.socket
-        self._fd = stream.socket.fileno()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._socket)
-            except OSError as exc:
-                raise self._broken(exc) from exc
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            try:
-                data = os.read(self._fd, max_bytes or _RECEIVE_SIZE)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._socket)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._socket)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    def _broken(self, exc: OSError) -> Exception:
-        if self._socket.fileno() == -1:
-            return trio.ClosedResourceError("the connection was closed")
-        return trio.BrokenResourceError(exc)
 
 
 @dataclass(slots=True, eq=False)
@@ -335,8 +286,7 @@ class ConnectionPool:
         with trio.move_on_at(deadline):
             with _translated(self.origin, "connect"):
                 stream = await self._connector(self.origin)
-            if isinstance(stream, trio.SocketStream):
-                stream = _SocketBytes(stream)
+            stream = faster(stream)
             if self._tls is not None:
                 stream = trio.SSLStream(
                     stream, self._tls, server_hostname=self.origin.host, https_compatible=True

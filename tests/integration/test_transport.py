@@ -27,7 +27,7 @@ from webhookd.errors import (
     TimeoutError_,
     TransportError,
 )
-from webhookd.transport import ConnectionPool, Origin, Response, Transport, _SocketBytes
+from webhookd.transport import ConnectionPool, Origin, Response, Transport
 
 GUARD_S = 10  # no test here should come near this; it only stops a hang
 HEADERS = [("Content-Type", "application/json"), ("X-Event-Type", "order.created")]
@@ -766,41 +766,3 @@ async def test_any_answer_over_tcp_is_a_response_or_a_transport_error(
             assert (await post(transport, url, timeout_s=2)).status == 200
             await transport.aclose()
         nursery.cancel_scope.cancel()
-
-
-# --- the socket layer under every connection ---------------------------------------------
-
-
-async def test_socket_bytes_writes_past_full_buffers_and_says_broken_or_closed() -> None:
-    left, right = trio.socket.socketpair()
-    ours, theirs = _SocketBytes(trio.SocketStream(left)), trio.SocketStream(right)
-    payload = bytes(range(256)) * 40_000  # ~10 MB: far past both socket buffers
-    received = bytearray()
-
-    async def drain() -> None:
-        while len(received) < len(payload):
-            received.extend(await theirs.receive_some(65536))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drain)
-        await ours.send_all(payload)
-    assert received == payload
-    await theirs.send_all(b"answer")
-    assert await ours.receive_some(100) == b"answer"
-    await theirs.aclose()
-    assert await ours.receive_some(100) == b""  # the peer's clean close
-    with pytest.raises(trio.BrokenResourceError):
-        await ours.send_all(b"to nobody")
-
-    left, right = trio.socket.socketpair()
-    ours = _SocketBytes(trio.SocketStream(left))
-    async with trio.open_nursery() as nursery:
-
-        async def close_soon() -> None:
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.aclose_forcefully(ours)  # as the watchdog ends an exchange
-
-        nursery.start_soon(close_soon)
-        with pytest.raises(trio.ClosedResourceError):
-            await ours.receive_some(100)  # waiting for an answer that never comes
-    right.close()

@@ -86,6 +86,40 @@ async def test_workers_park_between_batches_and_end_once_their_lane_idles(
         nursery.cancel_scope.cancel()
 
 
+async def test_appetite_waits_for_queues_to_drain_but_not_for_a_full_lane() -> None:
+    gates = {"ep_fast": trio.Semaphore(0), "ep_slow": trio.Semaphore(0)}
+
+    async def work(d: Delivery) -> None:
+        await gates[d.endpoint_id].acquire()
+
+    lanes = Lanes(work, max_in_flight=100, queue_factor=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lanes.run)
+        for n in range(8):  # the slow lane is full: 2 sending, 6 queued
+            assert lanes.offer(delivery("ep_slow", n), concurrency=2)
+        for n in range(10):  # 4 sending, 6 queued
+            assert lanes.offer(delivery("ep_fast", n), concurrency=4)
+        await trio.testing.wait_all_tasks_blocked()
+        assert lanes.waiting() == 6  # the full lane's 6 do not count
+        fed: list[str] = []
+
+        async def hungry(name: str) -> None:
+            await lanes.appetite(5)
+            fed.append(name)
+
+        nursery.start_soon(hungry, "intake")
+        nursery.start_soon(hungry, "scheduler")  # two may wait at once
+        await trio.testing.wait_all_tasks_blocked()
+        assert fed == []
+        gates["ep_fast"].release()
+        await trio.testing.wait_all_tasks_blocked()
+        assert fed == [] and lanes.waiting() == 5
+        gates["ep_fast"].release()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(fed) == ["intake", "scheduler"] and lanes.waiting() == 4
+        nursery.cancel_scope.cancel()
+
+
 async def test_admit_waits_for_room_in_the_process() -> None:
     release = trio.Event()
 
