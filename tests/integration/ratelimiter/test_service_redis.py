@@ -120,17 +120,19 @@ async def test_concurrent_requests_share_redis_round_trips(
             statuses: list[int] = []
 
             async def client(index: int) -> None:
-                for _ in range(5):
-                    answer = await http.post("/v1/check", json={"key": f"k{index % 16}"})
-                    statuses.append(answer.status_code)
+                answer = await http.post("/v1/check", json={"key": f"k{index % 16}"})
+                statuses.append(answer.status_code)
 
             before = evalsha_calls(redis_client)
+            # Redis holds the first round trip for a moment, so that every other request
+            # arrives while it is in flight: they all go out in the next one.
+            redis_client.client_pause(300)
             async with trio.open_nursery() as nursery:
                 for index in range(64):
                     nursery.start_soon(client, index)
             calls = evalsha_calls(redis_client) - before
-    assert statuses == [200] * 320
-    assert calls < 320 / 2, f"{calls} round trips for 320 decisions"
+    assert statuses == [200] * 64
+    assert calls <= 3, f"{calls} round trips for 64 concurrent decisions"
 
 
 @pytest.fixture
