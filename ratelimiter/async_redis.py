@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 import coredis
 from coredis.exceptions import NoScriptError, RedisError
-from redis.crc import key_slot
 
 from ratelimiter import scripts
 from ratelimiter.backend import Check, Outcome
@@ -99,11 +98,8 @@ class AsyncRedisBackend:
         return scripts.decode(checks, await self._evalsha(scripts.DECIDE, keys, args))
 
     async def _decide_by_slot(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
-        slots: dict[int, list[int]] = {}
-        for position, check in enumerate(checks):
-            slot = key_slot(scripts.hash_key(self._prefix, check.key).encode())
-            slots.setdefault(slot, []).append(position)
-        groups = [[checks[position] for position in positions] for positions in slots.values()]
+        parts = scripts.slot_groups(self._prefix, checks)
+        groups = [[checks[position] for position in positions] for positions in parts]
         if len(groups) == 1:
             return await self._decide(checks)
         sha = scripts.SHA1[scripts.DECIDE]
@@ -113,7 +109,7 @@ class AsyncRedisBackend:
                 pipe.evalsha(sha, keys=keys, args=args)
         replies = list(pipe.results or ())
         outcomes: list[Outcome | BackendError | None] = [None] * len(checks)
-        for group, positions, reply in zip(groups, slots.values(), replies, strict=True):
+        for group, positions, reply in zip(groups, parts, replies, strict=True):
             if isinstance(reply, NoScriptError):
                 keys, args = scripts.encode(self._prefix, group)
                 reply = await self._evalsha(scripts.DECIDE, keys, args)

@@ -27,6 +27,7 @@ from importlib import resources
 from ratelimiter.backend import Check, Outcome
 from ratelimiter.errors import BackendError
 from ratelimiter.limit import Limit
+from rediswire import key_slot
 
 DECIDE = resources.files("ratelimiter").joinpath("lua/decide.lua").read_text()
 RESET = resources.files("ratelimiter").joinpath("lua/reset.lua").read_text()
@@ -42,6 +43,15 @@ _TAG_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
 def hash_key(prefix: str, key: str) -> str:
     """The counter hash of ``key``: its braces make ``key`` (escaped) the cluster hash tag."""
     return f"{prefix}:{{{key.translate(_TAG_ESCAPES)}}}"
+
+
+def slot_groups(prefix: str, checks: Sequence[Check]) -> list[list[int]]:
+    """The checks' positions by Redis Cluster slot (every key of a check shares its hash
+    tag): one script call each, since a script may touch one slot only."""
+    slots: dict[int, list[int]] = {}
+    for position, check in enumerate(checks):
+        slots.setdefault(key_slot(hash_key(prefix, check.key).encode()), []).append(position)
+    return list(slots.values())
 
 
 def encode(prefix: str, checks: Sequence[Check]) -> Arguments:

@@ -19,7 +19,7 @@ from ratelimiter import scripts
 from ratelimiter.backend import Check, Outcome
 from ratelimiter.batcher import Coalescer
 from ratelimiter.errors import BackendError
-from rediswire import ReplyError, Script, Wire, WireUnavailable, key_slot
+from rediswire import ReplyError, Script, Wire, WireUnavailable
 
 _DECIDE = Script(scripts.DECIDE)
 _RESET = Script(scripts.RESET)
@@ -52,7 +52,11 @@ class WireBackend:
             await self.wire.aclose()
 
     async def _send(self, checks: Sequence[Check]) -> list[Outcome | BackendError]:
-        parts = self._by_slot(checks) if self.wire.cluster else [list(range(len(checks)))]
+        parts = (
+            scripts.slot_groups(self._prefix, checks)
+            if self.wire.cluster
+            else [list(range(len(checks)))]
+        )
         outcomes: list[Outcome | BackendError] = [BackendError("not decided")] * len(checks)
         try:
             if len(parts) == 1:
@@ -64,14 +68,6 @@ class WireBackend:
         except* WireUnavailable as group:
             raise BackendError(f"Redis failed: {group.exceptions[0]}") from None
         return outcomes
-
-    def _by_slot(self, checks: Sequence[Check]) -> list[list[int]]:
-        """Positions of the checks by slot: every key of a check shares its hash tag."""
-        slots: dict[int, list[int]] = {}
-        for position, check in enumerate(checks):
-            slot = key_slot(scripts.hash_key(self._prefix, check.key).encode())
-            slots.setdefault(slot, []).append(position)
-        return list(slots.values())
 
     async def _decide(
         self,
