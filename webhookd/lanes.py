@@ -22,6 +22,7 @@ from webhookd.model import Delivery
 
 Work = Callable[[Delivery], Awaitable[None]]
 
+APPETITE_WAIT_S = 0.1  # the longest a read loop waits for the lanes to take more
 LINGER_S = 5.0  # how long a lane's parked workers outlive its last offer (at most twice)
 
 
@@ -70,13 +71,16 @@ class Lanes:
         return sum(len(lane.queue) for lane in self._lanes.values() if lane.pending < lane.bound)
 
     async def appetite(self, limit: int) -> None:
-        """Wait until fewer than ``limit`` deliveries wait. Reading further ahead only
-        fills lanes to their bound, and what overflows goes to the retry set and back:
-        twice the work for every delivery of a backlog."""
-        while self.waiting() >= limit:
-            if self._fed is None or self._fed.is_set():
-                self._fed = trio.Event()  # shared: intake and the scheduler may both wait
-            await self._fed.wait()
+        """Wait until fewer than ``limit`` deliveries wait, or ``APPETITE_WAIT_S``. Reading
+        further ahead only fills lanes to their bound, and what overflows goes to the
+        retry set and back: twice the work for every delivery of a backlog. The bound on
+        the wait is for lanes whose endpoints hang before their lanes are full: they
+        fill up batch by batch, and once full stop counting."""
+        with trio.move_on_after(APPETITE_WAIT_S):
+            while self.waiting() >= limit:
+                if self._fed is None or self._fed.is_set():
+                    self._fed = trio.Event()  # shared: intake and the scheduler may wait
+                await self._fed.wait()
 
     def queued(self, endpoint_id: str) -> int:
         lane = self._lanes.get(endpoint_id)

@@ -12,6 +12,7 @@ business, not this module's.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ class _Watchdog:
                 for conn in late:
                     del self._due[conn]
                     conn.timed_out = True
-                    await trio.aclose_forcefully(conn.stream)
+                    with contextlib.suppress(Exception):  # a system task must not fail
+                        await trio.aclose_forcefully(conn.stream)
         finally:
             self._running = False
 

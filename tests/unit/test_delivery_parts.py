@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 import trio
 import trio.testing
 
 from webhookd.errors import StoreRefused, StoreUnavailable
 from webhookd.events import Event
 from webhookd.health import Readiness
-from webhookd.lanes import LINGER_S, Lanes
+from webhookd.lanes import APPETITE_WAIT_S, LINGER_S, Lanes
 from webhookd.model import AckEntry, AddDeadLetter, Delivery, EntryRef, RecordAttempt, Write
 from webhookd.recorder import Recorder
 from webhookd.scheduler import Wakeup
@@ -117,6 +118,24 @@ async def test_appetite_waits_for_queues_to_drain_but_not_for_a_full_lane() -> N
         gates["ep_fast"].release()
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(fed) == ["intake", "scheduler"] and lanes.waiting() == 4
+        nursery.cancel_scope.cancel()
+
+
+async def test_appetite_gives_up_waiting_on_lanes_that_do_not_move(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def hang(d: Delivery) -> None:
+        await trio.sleep_forever()
+
+    lanes = Lanes(hang, max_in_flight=100, queue_factor=4)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lanes.run)
+        for n in range(12):  # 4 hanging, 8 queued: not full, so they count
+            assert lanes.offer(delivery("ep_hung", n), concurrency=4)
+        await trio.testing.wait_all_tasks_blocked()
+        started = trio.current_time()
+        await lanes.appetite(5)
+        assert trio.current_time() - started == pytest.approx(APPETITE_WAIT_S)
         nursery.cancel_scope.cancel()
 
 
