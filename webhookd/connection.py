@@ -34,7 +34,7 @@ _UNAVAILABLE_PREFIXES = ("LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDO
 class Redis(coredis.Redis[bytes]):
     """coredis, with the wire (``rediswire``) to the same Redis for the hot paths: the
     read loops, the recorder, the quota checks. coredis costs about 280 µs of CPU per
-    round trip on trio, the wire a tenth of that (docs/decisions.md)."""
+    round trip on trio, the wire a quarter of that (docs/decisions.md)."""
 
     wire: Wire
 
