@@ -13,6 +13,7 @@ by hiredis, the I/O done by the calling task. Everything else keeps using coredi
         await .call(*args, route=None) -> Reply                  # raises ReplyError
         await .pipeline(commands, *, route=None) -> [Reply | ReplyError]
         await .evalsha(script, keys, args) -> Reply              # loads it on NOSCRIPT
+        await .evalsha_each(script, [(keys, args), ...]) -> [Reply]   # one round trip
         await .aclose()                                          # or ``async with``
 
 URLs: ``redis://[user:pass@]host:port[/db]``, ``rediss://`` (TLS), ``unix:///path[?db=N]``,
@@ -23,7 +24,7 @@ first key); without it any node answers.
 Errors::
 
     ReplyError       Redis answered an error (str: its message, "NOGROUP …"); raised by
-                     call and evalsha, returned in place by pipeline
+                     call, evalsha and evalsha_each, returned in place by pipeline
     WireUnavailable  no connection, or it broke or closed mid-reply; names the node
 
 A caller cancelled mid-exchange loses nothing but that exchange's connection, which is

@@ -227,7 +227,7 @@ class Wire:
         route = keys[0] if keys else None
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         [reply] = await self._exchange((command,), pack_command(command), route)
-        if isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT"):
+        if _is_noscript(reply):
             retry = (("SCRIPT", "LOAD", script.source), command)
             loaded, reply = await self._exchange(retry, encode(retry), route)
             if isinstance(loaded, ReplyError):
@@ -235,6 +235,33 @@ class Wire:
         if isinstance(reply, ReplyError):
             raise reply
         return reply
+
+    async def evalsha_each(
+        self, script: Script, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]
+    ) -> list[Reply]:
+        """The replies of several calls of one script, each ``(keys, args)``. On one
+        Redis they go out in one round trip (and those the server did not know the script
+        for, after ``SCRIPT LOAD``, in a second); on a cluster each goes to its own slot's
+        master in turn. An error reply is raised: on one Redis once every call ran, on a
+        cluster before the calls after it."""
+        if self.cluster or len(calls) < 2:
+            return [await self.evalsha(script, keys, args) for keys, args in calls]
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
+        replies = await self.pipeline(commands)
+        unknown = [i for i, reply in enumerate(replies) if _is_noscript(reply)]
+        if unknown:
+            retry = [("SCRIPT", "LOAD", script.source), *(commands[i] for i in unknown)]
+            loaded, *again = await self.pipeline(retry)
+            if isinstance(loaded, ReplyError):
+                raise loaded
+            for i, reply in zip(unknown, again, strict=True):
+                replies[i] = reply
+        answers: list[Reply] = []
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise reply
+            answers.append(reply)
+        return answers
 
     async def aclose(self) -> None:
         for node in self._nodes.values():
@@ -344,6 +371,10 @@ class Wire:
         if node is None:
             node = self._nodes[location] = _Node(location, *self._node_settings)
         return node
+
+
+def _is_noscript(reply: Reply | ReplyError) -> bool:
+    return isinstance(reply, ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 def _is_redirection(reply: Reply | ReplyError, prefix: str) -> bool:

@@ -268,10 +268,12 @@ class Store:
         if not by_stream:
             return
         head: list[str | int] = [self._ttl_s, self._group, self._history_entries, MINUTE_TTL_S]
+        calls = []
+        for stream, part in by_stream.items():  # one slot each: one script call each
+            keys, arguments = encode_record(self.keys(stream), part)
+            calls.append((keys, [*head, *arguments]))
         with translated("record.lua"):
-            for stream, part in by_stream.items():  # one slot each: one script call each
-                keys, arguments = encode_record(self.keys(stream), part)
-                await self._wire.evalsha(self._record, keys, [*head, *arguments])
+            await self._wire.evalsha_each(self._record, calls)
 
     async def _apply_dead(self, dead: Sequence[AddDeadLetter | RemoveDeadLetter]) -> None:
         """Dead letters in, redriven ones out; then ``delivery.dead_lettered`` for each

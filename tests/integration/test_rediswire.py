@@ -105,6 +105,31 @@ async def test_evalsha_loads_a_script_the_server_does_not_know(wire: Wire, key_p
     assert await wire.evalsha(Script("return 1"), [], []) == 1
 
 
+async def test_evalsha_each_sends_its_calls_in_one_round_trip(
+    wire: Wire, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    calls = [([f"{key_prefix}:{n}"], [n]) for n in range(1, 6)]
+    await wire.call("SCRIPT", "FLUSH")
+    exchanges = 0
+    exchange = wire._exchange
+
+    async def counted(*args: Any) -> Any:
+        nonlocal exchanges
+        exchanges += 1
+        return await exchange(*args)
+
+    monkeypatch.setattr(wire, "_exchange", counted)
+    assert await wire.evalsha_each(script, calls) == [1, 2, 3, 4, 5]
+    assert exchanges == 2  # refused, then SCRIPT LOAD and the calls again
+    assert await wire.evalsha_each(script, calls) == [2, 4, 6, 8, 10]
+    assert exchanges == 3
+    refusing = Script("return redis.error_reply('BUSY not now')")
+    with pytest.raises(ReplyError, match=r"^BUSY not now"):
+        await wire.evalsha_each(refusing, calls)
+    assert await wire.evalsha_each(script, []) == []
+
+
 async def test_evalsha_raises_what_the_script_or_its_loading_answers(
     wire: Wire, key_prefix: str
 ) -> None:
@@ -360,6 +385,16 @@ async def test_evalsha_across_slots(redis_cluster_url: str, key_prefix: str) -> 
             assert await wire.evalsha(script, [key], [n]) == n
         for node in nodes.values():
             assert await node.call("SCRIPT", "EXISTS", script.sha) == [1]
+
+
+async def test_evalsha_each_on_a_cluster_calls_each_slots_master(
+    redis_cluster_url: str, key_prefix: str
+) -> None:
+    script = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    calls = [([f"{key_prefix}:{n}"], [n]) for n in range(30)]
+    assert len({key_slot(keys[0].encode()) for keys, _ in calls}) > 1
+    async with Wire.from_url(redis_cluster_url) as wire:
+        assert await wire.evalsha_each(script, calls) == list(range(30))
 
 
 async def test_a_wrong_slot_map_is_corrected(redis_cluster_url: str, key_prefix: str) -> None:
