@@ -41,13 +41,14 @@ def profiling(pid: int, output: Path | None, workdir: Path) -> Iterator[None]:
         stop(process, signal.SIGINT, wait_s=60)
 
 
-def hot_spots(path: Path, top: int = 12) -> str:
-    """Where the daemon's time went, from py-spy's raw (collapsed) stacks.
+def hot_spots(path: Path, top: int = 12, own_package: str = "webhookd") -> str:
+    """Where the process's time went, from py-spy's raw (collapsed) stacks.
 
     Shares are of all samples, idle ones included, so they add up across sections:
-    self time by function and by package (webhookd by module), and inclusive time
-    in webhookd's own functions below the entry point.
+    self time by function and by package (``own_package`` by module), and inclusive
+    time in its own functions below the entry point.
     """
+    mine = f"{own_package}/"
     own: Counter[str] = Counter()
     package: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -59,9 +60,9 @@ def hot_spots(path: Path, top: int = 12) -> str:
         frames = [re.sub(r"^(.*) \((.*?)(?::\d+)?\)$", r"\2:\1", f) for f in stack.split(";")]
         own[frames[-1]] += count
         source = frames[-1].rpartition(":")[0]
-        package[source if source.startswith("webhookd/") else source.split("/")[0]] += count
+        package[source if source.startswith(mine) else source.split("/")[0]] += count
         for frame in set(frames):
-            if frame.startswith("webhookd/") and not frame.startswith("webhookd/cli.py"):
+            if frame.startswith(mine) and not frame.startswith(f"{mine}cli.py"):
                 inclusive[frame] += count
     idle = own[IDLE_FRAME] / total
     del own[IDLE_FRAME]
@@ -69,7 +70,7 @@ def hot_spots(path: Path, top: int = 12) -> str:
     sections = (
         ("self time by function", own),
         ("self time by package", package),
-        ("inclusive time in webhookd functions", inclusive),
+        (f"inclusive time in {own_package} functions", inclusive),
     )
     for title, counts in sections:
         lines.append(f"  {title}, top {top}:")

@@ -1,7 +1,9 @@
 """Benchmark of the limiter service over loopback HTTP keep-alive, driven by wrk.
 
 Run as ``.venv/bin/python bench/service.py`` (``--quick``, ``--seconds``,
-``--endpoints``). It starts, on free loopback ports and in processes of their own:
+``--endpoints``, ``--profile FILE``: py-spy on the Redis service in its last run at 64
+connections, raw stacks to FILE; pick the endpoint with ``--endpoints``). It starts,
+on free loopback ports and in processes of their own:
 
 - a redis-server (never 6379), for the Redis store;
 - ``ratelimiter serve`` twice: on the memory store and on that Redis;
@@ -45,6 +47,7 @@ from pathlib import Path
 
 import trio
 
+from hotspots import hot_spots, profiling
 from processes import cpu_s, load_average
 from ratelimiter import AsyncLimiter, AsyncRedisBackend
 from ratelimiter.keys import KeyStore
@@ -182,7 +185,7 @@ async def create_api_keys(redis_url: str, count: int) -> list[str]:
         return [(await store.create(f"v_{i}", None, now_s=time.time()))[0] for i in range(count)]
 
 
-def bench(seconds: int, endpoints: list[str]) -> None:
+def bench(seconds: int, endpoints: list[str], profile: Path | None) -> None:
     """Start everything, measure, print each figure as it comes, then the verdicts."""
     with tempfile.TemporaryDirectory() as temp, contextlib.ExitStack() as stack:
         directory = Path(temp)
@@ -217,9 +220,19 @@ def bench(seconds: int, endpoints: list[str]) -> None:
             for endpoint in endpoints:
                 for store in ("memory", "redis"):
                     if endpoint != "apikey" or store == "redis":
-                        one(f"{ENDPOINT_NAMES[endpoint]} on {store}", store, connections, endpoint)
+                        watched = profile if (store, connections) == ("redis", 64) else None
+                        with profiling(pids[store], watched, directory):
+                            one(
+                                f"{ENDPOINT_NAMES[endpoint]} on {store}",
+                                store,
+                                connections,
+                                endpoint,
+                            )
         print(f"load average after: {load_average():.2f}")
         print("\n".join(targets(results, endpoints)))
+        if profile is not None:
+            print(f"\nprofile of the Redis service at 64 connections ({profile}):")
+            print(hot_spots(profile, own_package="ratelimiter"))
 
 
 def row(name: str, connections: int, run: Run, h11: Run) -> str:
@@ -252,6 +265,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=None, help="length of each run (5)")
     which = "any of check, auth (raw-key mode), apikey, comma-separated"
     parser.add_argument("--endpoints", default="check,auth,apikey", help=which)
+    watch = "py-spy the Redis service at 64 connections; raw stacks go to this file"
+    parser.add_argument("--profile", type=Path, default=None, help=watch)
     args = parser.parse_args()
     seconds = args.seconds if args.seconds is not None else 1 if args.quick else 5
     endpoints = [name for name in args.endpoints.split(",") if name]
@@ -262,7 +277,7 @@ def main() -> int:
         parser.error("wrk is missing: apt-get install wrk (scripts/test installs it)")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     print(f"ratelimiter service benchmark: wrk -t1, {seconds} s per run, {KEYS} keys")
-    bench(seconds, endpoints)
+    bench(seconds, endpoints, args.profile.resolve() if args.profile else None)
     return 0
 
 

@@ -18,7 +18,7 @@ from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisClient
 from ratelimiter.decision import Decision
 from ratelimiter.errors import BackendError, InvalidRequest
-from ratelimiter.keys import KeyStore, id_of
+from ratelimiter.keys import NOT_CACHED, Credential, KeyStore, id_of
 from ratelimiter.service.metrics import REDIS_ERRORS, StoreWatch
 from ratelimiter.service.requests import BadRequest, Hit, RequestRules, Unauthorized
 
@@ -63,29 +63,48 @@ class Decisions:
         """The hit of the key's vendor and its decision; ``Unauthorized`` for a key that
         is unknown or revoked.
 
-        The look-up gives up after half of ``service.redis_timeout`` (and then answers
-        from its cache when it can: a key known to be no good stays refused while Redis
-        hangs), the decision after the rest.
+        A key in the look-up cache costs no Redis call, so only the decision is bounded
+        (by the limiter). Otherwise the look-up gives up after half of
+        ``service.redis_timeout`` (and then answers from its cache when it can: a key
+        known to be no good stays refused while Redis hangs), the decision after the rest.
         """
+        if self._keys is None:
+            credential: Credential | None = None
+        else:
+            cached = self._keys.cached(api_key)
+            if cached is NOT_CACHED:
+                return await self._look_up_and_decide(self._keys, hit, api_key)
+            credential = cached
+        hit = self._vendor_hit(hit, api_key, credential)
+        return hit, await self.decide(hit)
+
+    async def _look_up_and_decide(
+        self, keys: KeyStore, hit: Hit, api_key: str
+    ) -> tuple[Hit, Decision | None]:
         operation = "key_lookup"
         with trio.move_on_after(self._timeout_s):
             try:
-                record = None if self._keys is None else await self._keys.lookup(api_key)
+                credential = await keys.lookup(api_key)
             except BackendError as error:
                 self._watch.failed(operation, str(error))
                 return hit, None
-            if record is None:
-                unknown = f"unknown API key {id_of(api_key)}"
-                if self._keys is None:
-                    unknown += " (API keys live in Redis, and redis.url is memory://)"
-                raise Unauthorized(unknown, invalid=True)
-            if record.key.revoked is not None:
-                raise Unauthorized(f"API key {record.key.id} was revoked", invalid=True)
-            hit = self._rules.vendor_hit(hit, record)
+            hit = self._vendor_hit(hit, api_key, credential)
             operation = "decide"
             return hit, await self.decide(hit)
         self._watch.failed(operation, f"no answer within {self._timeout_s} s")
         return hit, None
+
+    def _vendor_hit(self, hit: Hit, api_key: str, credential: Credential | None) -> Hit:
+        """The hit counted for the key's vendor; ``Unauthorized`` for an unknown or
+        revoked key."""
+        if credential is None:
+            unknown = f"unknown API key {id_of(api_key)}"
+            if self._keys is None:
+                unknown += " (API keys live in Redis, and redis.url is memory://)"
+            raise Unauthorized(unknown, invalid=True)
+        if credential.key.revoked is not None:
+            raise Unauthorized(f"API key {credential.key.id} was revoked", invalid=True)
+        return self._rules.vendor_hit(hit, credential)
 
     async def store_answers(self) -> bool:
         """Whether Redis answers a ping within the timeout (the memory store always does)."""

@@ -8,9 +8,10 @@ trusts ``X-RateLimit-Key``). ``BadRequest`` names the field at fault (answered 4
 
 Keys named by callers (``/v1/check``'s ``key``, ``X-RateLimit-Key``) are counted under
 ``raw:<key>``, a namespace no API key or vendor quota lives in. An ``mk_live_`` bearer
-token is an API key, to be looked up; its hit is counted under ``apikey:<id>`` until the
-look-up gives the vendor: then it is counted under the vendor (``vendors.quota_key``)
-against the vendor's plan, and against the key's own plan too when it has one.
+token is an API key, to be looked up; its hit carries the placeholder key
+``API_KEY_PENDING`` (never counted) until the look-up gives the vendor: then it is
+counted under the vendor (``vendors.quota_key``) against the vendor's plan, and against
+the key's own plan too when it has one.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any, NamedTuple
 
 from httpserve import Request
 from ratelimiter.errors import InvalidLimit
-from ratelimiter.keys import KEY_PREFIX, Credential, id_of, key_limits
+from ratelimiter.keys import KEY_PREFIX, Credential, key_limits
 from ratelimiter.limit import Limit, parse_limit
 from ratelimiter.openapi import LIMIT_PATTERN, MAX_COST, MAX_KEY_CHARS, MAX_LIMITS, MAX_ROUTE_CHARS
 from ratelimiter.policy import Plan
 from ratelimiter.vendors import quota_key
 
 RAW_NAMESPACE = "raw:"
+API_KEY_PENDING = "apikey:"  # the key of an API key's hit before its look-up
 CHECK_FIELDS = ("key", "plan", "route", "limits", "cost")
 _LIMIT = re.compile(LIMIT_PATTERN)
 
@@ -115,7 +117,7 @@ class RequestRules:
             if headers.get("x-ratelimit-key"):
                 raw = _key(headers["x-ratelimit-key"], "X-RateLimit-Key")
         if token.startswith(KEY_PREFIX):
-            return Hit(f"apikey:{id_of(token)}", self.default_plan, route, (), 1), token
+            return Hit(API_KEY_PENDING, self.default_plan, route, (), 1), token
         if raw is not None:
             return Hit(RAW_NAMESPACE + raw, plan, route, (), 1), None
         if scheme:
