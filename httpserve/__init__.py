@@ -6,7 +6,7 @@ its own ``server_name``, the value of the ``server`` field of every answer. The 
     Limits(max_header_bytes=16 * 1024, max_body_bytes=1024 * 1024,
            request_timeout_s=10.0, keepalive_timeout_s=75.0)
     Request(method, target, headers, body, path="", query={})
-        .json() -> Any                   # the body as JSON; ValueError when it is not
+        .json() -> Any                   # the body as strict JSON; ValueError when it is not
     Response(status, body=b"", headers=(), content_type="application/json")
         Response.json(status, value, headers=()) -> Response
         Response.error(status, error, message, headers=()) -> Response  # {"error", "message"}

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from webhookd import fastjson
+import fastjson
 from webhookd.errors import InvalidEventError
 
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")

@@ -30,7 +30,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from webhookd import fastjson
+import fastjson
 from webhookd.events import format_timestamp
 from webhookd.model import (
     AckEntry,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from webhookd import fastjson
+import fastjson
 from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
 

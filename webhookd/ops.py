@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhookd import fastjson
+import fastjson
 from webhookd.connection import RedisClient, translated
 from webhookd.endpoints import Endpoint
 

@@ -23,6 +23,7 @@ import structlog
 import trio
 from coredis.tokens import PureToken
 
+import fastjson
 from ratelimiter import (
     AsyncLimiter,
     AsyncVendorPlans,
@@ -33,7 +34,6 @@ from ratelimiter import (
     load_policy,
 )
 from ratelimiter import ConfigError as PlansError
-from webhookd import fastjson
 from webhookd.catalog import catalog_path
 from webhookd.clock import EpochClock
 from webhookd.config import QuotaSettings
