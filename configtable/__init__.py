@@ -1,4 +1,5 @@
-"""The start-up edge both services share: settings from a table of keys, and logging.
+"""The start-up edge both services share: settings from a table of keys, logging, and
+the garbage collector's settings.
 
 webhookd and the ratelimiter service read their settings the same way: built-in
 defaults, then a TOML file, then environment variables ``<PREFIX><SECTION>_<KEY>``,
@@ -15,12 +16,14 @@ engine that reads it. The API::
     read_toml(path, what, note="") -> dict   # ConfigFileError naming the file
     split_listen("[::1]:8080") -> ("::1", 8080)
     configure_logging(level, stream=None)    # structlog, JSON lines on stderr
+    settle_heap()                            # once started: freeze the heap (heap.py)
 
 ``configtable.kinds`` holds the shared kinds (``TEXT``, ``BOOL``, ``POSITIVE``,
 ``LOG_LEVEL``, ``integer(...)``, ``number(...)``, ``choice(...)``,
 ``listen_address(...)``, ...). Nothing here imports either service.
 """
 
+from configtable.heap import settle_heap
 from configtable.kinds import Kind, split_listen
 from configtable.logs import configure_logging
 from configtable.table import ConfigFileError, Key, KeyTable, Reading, read_toml
@@ -33,5 +36,6 @@ __all__ = [
     "Reading",
     "configure_logging",
     "read_toml",
+    "settle_heap",
     "split_listen",
 ]

@@ -23,7 +23,7 @@ import click
 import structlog
 import trio
 
-from configtable import configure_logging
+from configtable import configure_logging, settle_heap
 from ratelimiter.async_limiter import AsyncLimiter
 from ratelimiter.async_redis import AsyncRedisBackend, AsyncRedisClient
 from ratelimiter.config import Settings, load_settings, service_policy
@@ -111,6 +111,7 @@ def serve(settings: Settings) -> None:
             raise click.ClickException(message) from None
         async with trio.open_nursery() as nursery:
             await nursery.start(run, settings, policy, listeners)
+            settle_heap()
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
                     structlog.get_logger("ratelimiter").info("ratelimiter.stopping", signal=signum)

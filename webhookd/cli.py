@@ -12,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 
-from configtable import configure_logging
+from configtable import configure_logging, settle_heap
 from configtable.logs import LOG_FORMATS
 from webhookd import __version__, history
 from webhookd.catalog import load_catalog
@@ -146,8 +146,14 @@ def run(settings: Settings) -> None:
             daemon = Daemon(settings, client)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch_signals, daemon)
-                await daemon.run()
-                nursery.cancel_scope.cancel()
+                await nursery.start(run_until_stopped, daemon, nursery.cancel_scope)
+                settle_heap()
+
+    async def run_until_stopped(
+        daemon: Daemon, everything: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        await daemon.run(task_status=task_status)
+        everything.cancel()
 
     async def watch_signals(daemon: Daemon) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
