@@ -37,7 +37,7 @@ from rediswire._resp import (
     pack_command,
 )
 from rediswire._urls import Location, Target, parse_url
-from socketbytes import faster
+from socketbytes import faster, tls_client
 
 _CLUSTER_SLOTS = encode([("CLUSTER", "SLOTS")])
 _ASKING = ("ASKING",)
@@ -149,11 +149,12 @@ class _Node:
                 stream = await trio.open_unix_socket(location.unix_path)
             else:
                 stream = await trio.open_tcp_stream(location.host, location.port)
-        except OSError as exc:
+            if self._ssl is None:
+                stream = faster(stream)
+            else:
+                stream = await tls_client(stream, self._ssl, location.host)
+        except OSError as exc:  # ssl.SSLError included
             raise self._unavailable(exc) from exc
-        stream = faster(stream)
-        if self._ssl is not None:
-            stream = trio.SSLStream(stream, self._ssl, server_hostname=location.host)
         connection = _Connection(stream)
         if self._login_count:
             for reply in await self._use(connection, self._login, self._login_count):

@@ -10,71 +10,20 @@ cancellation. Measured in the delivery bench: 184 to 142 µs of daemon CPU a del
 over plain HTTP, 257 to 170 over HTTPS, where ``trio.SSLStream`` makes several calls
 per exchange.
 
+Over TLS, ``tls_client`` hands the socket to OpenSSL (``ssl.SSLSocket``) instead of
+pumping ``trio.SSLStream``'s memory buffers from Python (``TLSBytes``).
+
+The API::
+
+    faster(stream) -> Stream               # SocketBytes under a trio.SocketStream
+    await tls_client(stream, context, server_hostname) -> Stream   # handshake done
+
 Errors are trio's: ``BrokenResourceError`` for the peer's (a reset, a broken pipe),
 ``ClosedResourceError`` once the stream is closed, also under a task waiting on it
 (a watchdog's way of ending an exchange).
 """
 
-from __future__ import annotations
+from socketbytes._plain import RECEIVE_BYTES, SocketBytes, faster
+from socketbytes._tls import TLSBytes, tls_client
 
-import os
-
-import trio
-
-__all__ = ["RECEIVE_BYTES", "SocketBytes", "faster"]
-
-RECEIVE_BYTES = 65536
-
-
-class SocketBytes(trio.abc.HalfCloseableStream):
-    __slots__ = ("_fd", "_socket", "_stream")
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self._stream = stream
-        self._socket = stream.socket
-        self._fd = stream.socket.fileno()
-
-    @property
-    def socket(self) -> trio.socket.SocketType:
-        return self._socket
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._socket)
-            except OSError as exc:
-                raise self._broken(exc) from exc
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            try:
-                data = os.read(self._fd, max_bytes or RECEIVE_BYTES)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._socket)
-                continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return data
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._socket)
-
-    async def send_eof(self) -> None:
-        await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    def _broken(self, exc: OSError) -> Exception:
-        if self._socket.fileno() == -1:
-            return trio.ClosedResourceError("the stream was closed")
-        return trio.BrokenResourceError(exc)
-
-
-def faster(stream: trio.abc.Stream) -> trio.abc.Stream:
-    """``SocketBytes`` over a ``trio.SocketStream``; any other stream as it is."""
-    return SocketBytes(stream) if isinstance(stream, trio.SocketStream) else stream
+__all__ = ["RECEIVE_BYTES", "SocketBytes", "TLSBytes", "faster", "tls_client"]

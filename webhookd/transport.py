@@ -21,7 +21,7 @@ from types import TracebackType
 import httptools
 import trio
 
-from socketbytes import faster
+from socketbytes import faster, tls_client
 from webhookd.errors import (
     ConnectError,
     EndpointError,
@@ -288,17 +288,11 @@ class ConnectionPool:
         with trio.move_on_at(deadline):
             with _translated(self.origin, "connect"):
                 stream = await self._connector(self.origin)
-            stream = faster(stream)
-            if self._tls is not None:
-                stream = trio.SSLStream(
-                    stream, self._tls, server_hostname=self.origin.host, https_compatible=True
-                )
-                try:
-                    with _translated(self.origin, "tls"):
-                        await stream.do_handshake()
-                except BaseException:
-                    await trio.aclose_forcefully(stream)
-                    raise
+            if self._tls is None:
+                stream = faster(stream)
+            else:
+                with _translated(self.origin, "tls"):
+                    stream = await tls_client(stream, self._tls, self.origin.host)
             return _Connection(stream, ResponseReader(self._body_cap))
         return None
 
