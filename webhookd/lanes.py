@@ -13,6 +13,7 @@ one. Lanes idle for ``LINGER_S`` are swept, their parked workers ended.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -23,11 +24,13 @@ from webhookd.model import Delivery
 Work = Callable[[Delivery], Awaitable[None]]
 
 APPETITE_WAIT_S = 0.1  # the longest a read loop waits for the lanes to take more
+MOVING_S = 1.0  # a full lane whose workers took work this recently is busy, not stuck
 LINGER_S = 5.0  # how long a lane's parked workers outlive its last offer (at most twice)
 
 
 class _Lane:
-    __slots__ = ("bound", "offered", "parked", "pending", "queue", "retiring", "workers")
+    __slots__ = ("bound", "offered", "parked", "pending", "queue", "retiring", "taken_at",
+                 "workers")  # fmt: skip
 
     def __init__(self, bound: int) -> None:
         self.bound = bound  # deliveries it takes before offers are refused
@@ -37,6 +40,7 @@ class _Lane:
         self.parked = trio.lowlevel.ParkingLot()  # workers waiting for the queue to fill
         self.offered = False  # since the last sweep
         self.retiring = False  # the sweep woke the parked workers to end them
+        self.taken_at = -math.inf  # when a worker last took a delivery from the queue
 
 
 class Lanes:
@@ -66,9 +70,17 @@ class Lanes:
         return sum(lane.workers for lane in self._lanes.values())
 
     def waiting(self) -> int:
-        """Deliveries queued in lanes that take more. A full lane's are not counted: its
-        endpoint is slow, and what comes for it meanwhile is deferred anyway."""
-        return sum(len(lane.queue) for lane in self._lanes.values() if lane.pending < lane.bound)
+        """Deliveries queued in lanes that take more, or whose workers took work within
+        ``MOVING_S``: such a lane is only busy (its first TLS handshakes, say), and what
+        is read for it meanwhile would overflow. A lane full and still is one whose
+        endpoint hangs; what comes for it is deferred anyway, and its queue does not
+        count."""
+        now = trio.current_time()
+        return sum(
+            len(lane.queue)
+            for lane in self._lanes.values()
+            if lane.pending < lane.bound or now - lane.taken_at < MOVING_S
+        )
 
     async def appetite(self, limit: int) -> None:
         """Wait until fewer than ``limit`` deliveries wait, or ``APPETITE_WAIT_S``. Reading
@@ -147,6 +159,7 @@ class Lanes:
             while True:
                 while lane.queue:
                     delivery = lane.queue.popleft()
+                    lane.taken_at = trio.current_time()
                     if self._fed is not None:
                         self._fed.set()
                     try:

@@ -12,7 +12,7 @@ import trio.testing
 from webhookd.errors import StoreRefused, StoreUnavailable
 from webhookd.events import Event
 from webhookd.health import Readiness
-from webhookd.lanes import APPETITE_WAIT_S, LINGER_S, Lanes
+from webhookd.lanes import APPETITE_WAIT_S, LINGER_S, MOVING_S, Lanes
 from webhookd.model import AckEntry, AddDeadLetter, Delivery, EntryRef, RecordAttempt, Write
 from webhookd.recorder import Recorder
 from webhookd.scheduler import Wakeup
@@ -87,7 +87,9 @@ async def test_workers_park_between_batches_and_end_once_their_lane_idles(
         nursery.cancel_scope.cancel()
 
 
-async def test_appetite_waits_for_queues_to_drain_but_not_for_a_full_lane() -> None:
+async def test_appetite_waits_for_queues_to_drain_but_not_for_a_full_lane_that_stopped(
+    mock_clock: trio.testing.MockClock,
+) -> None:
     gates = {"ep_fast": trio.Semaphore(0), "ep_slow": trio.Semaphore(0)}
 
     async def work(d: Delivery) -> None:
@@ -101,7 +103,9 @@ async def test_appetite_waits_for_queues_to_drain_but_not_for_a_full_lane() -> N
         for n in range(10):  # 4 sending, 6 queued
             assert lanes.offer(delivery("ep_fast", n), concurrency=4)
         await trio.testing.wait_all_tasks_blocked()
-        assert lanes.waiting() == 6  # the full lane's 6 do not count
+        assert lanes.waiting() == 12  # the full lane's workers just took work: it is busy
+        mock_clock.jump(MOVING_S)
+        assert lanes.waiting() == 6  # full, and nothing taken since: its 6 do not count
         fed: list[str] = []
 
         async def hungry(name: str) -> None:
