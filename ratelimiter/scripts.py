@@ -62,17 +62,18 @@ def encode(prefix: str, checks: Sequence[Check]) -> Arguments:
     keys: list[str] = []
     args = [str(len(checks))]
     set_args: list[str] = []
-    sets: dict[int, int] = {}
+    sets: dict[int, tuple[int, tuple[str, ...]]] = {}  # by id: where each set is, its logs
     sets_at = len(checks) + 2  # ARGV is 1-based; the sets follow the checks
     for check in checks:
         limits = check.limits
-        position = sets.get(id(limits))
-        if position is None:
-            position = sets[id(limits)] = sets_at + len(set_args)
+        found = sets.get(id(limits))
+        if found is None:
+            found = sets[id(limits)] = (sets_at + len(set_args), _log_ids(limits))
             set_args += _set_args(limits)
+        position, log_ids = found
         hashed = hash_key(prefix, check.key)
         keys.append(hashed)
-        for storage_id in _log_ids(limits):
+        for storage_id in log_ids:
             keys.append(f"{hashed}:log:{storage_id}")
         now = "" if check.now_ms is None else check.now_ms
         args.append(f"{position}:{check.cost}:{1 if check.consume else 0}:{now}")

@@ -136,7 +136,7 @@ class RequestRules:
         own: tuple[Limit, ...] = ()
         if record.plan is not None and record.plan in self.plans:
             own = key_limits(self.plans[record.plan], record.id)
-        return hit._replace(key=quota_key(record.vendor), plan=plan, limits=own)
+        return Hit(quota_key(record.vendor), plan, hit.route, own, hit.cost)
 
     def known_plan(self, plan: str | None, field: str) -> str | None:
         """``plan`` if the service has it (or None); ``BadRequest`` naming ``field`` if not."""
