@@ -52,13 +52,13 @@ async def open_service(settings: Settings, policy: Policy) -> AsyncIterator[Serv
         async with AsyncLimiter.from_url(url, plans=policy, prefix=settings.key_prefix) as limiter:
             yield Service(settings.service, limiter)
         return
-    # Decisions go over the wire, everything else (API keys, readiness) through coredis.
+    # Decisions and key look-ups go over the wire; the rest (readiness) through coredis.
     async with coredis_client(url) as client, Wire.from_url(url) as wire:
         backend = WireBackend(wire, prefix=settings.key_prefix, timeout_s=half_s)
         async with AsyncLimiter(backend, plans=policy) as limiter:
             keys = KeyStore(client, prefix=settings.key_prefix,
                             cache_ttl_s=settings.service.key_cache_ttl_s,
-                            timeout_s=half_s)  # fmt: skip
+                            timeout_s=half_s, wire=wire)  # fmt: skip
             yield Service(settings.service, limiter, keys=keys, redis=client)
 
 

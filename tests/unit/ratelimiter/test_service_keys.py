@@ -16,7 +16,7 @@ import trio.testing
 
 from ratelimiter import BackendError
 from ratelimiter.errors import UnknownApiKey
-from ratelimiter.keys import KEY_PREFIX, Credential, KeyStore, id_of
+from ratelimiter.keys import KEY_PREFIX, TTL_JITTER, Credential, KeyStore, id_of
 
 
 class FakeRedis:
@@ -110,13 +110,34 @@ async def test_look_ups_are_cached_for_the_ttl_unknown_keys_too(
     assert redis.reads == 2
     await store.revoke(key, now_s=1)
     reads = redis.reads
-    await trio.sleep(4.9)
+    await trio.sleep(5.0 * (1 - TTL_JITTER) - 0.1)
     found = await store.lookup(key)
     assert found is not None and found.key.revoked is None  # still the cached record
-    await trio.sleep(0.2)
+    await trio.sleep(5.0 * TTL_JITTER + 0.2)
     found = await store.lookup(key)
     assert found is not None and found.key.revoked == 1  # the TTL passed: read again
     assert redis.reads == reads + 1
+
+
+async def test_keys_cached_together_are_not_read_again_together(
+    autojump_clock: trio.testing.MockClock, store: KeyStore, redis: FakeRedis
+) -> None:
+    keys = [(await store.create(f"v_{n}", None, now_s=0))[0] for n in range(20)]
+    for key in keys:
+        await store.lookup(key)
+
+    async def reads_at(fraction_of_ttl: float) -> int:
+        await trio.sleep_until(started + 5.0 * fraction_of_ttl)
+        before = redis.reads
+        for key in keys:
+            await store.lookup(key)
+        return redis.reads - before
+
+    started = trio.current_time()
+    assert await reads_at(1 - TTL_JITTER - 0.01) == 0
+    halfway = await reads_at(1 - TTL_JITTER / 2)
+    assert 0 < halfway < len(keys)  # some expired, not all: 2 in a million fail this
+    assert halfway + await reads_at(1.01) == len(keys)  # each read once within the TTL
 
 
 async def test_a_key_that_only_shares_the_id_prefix_is_unknown(
