@@ -1,12 +1,15 @@
 """Coalescing concurrent checks into one round trip, with no task of its own.
 
-Whoever submits a check while no flush is in flight becomes the flusher: it takes
-everything queued (its own check included), sends it in one call, hands each waiter its
+Whoever submits a check while no flush is in flight becomes the flusher: it lets the
+tasks that are ready to run go first (one pass of the scheduler), takes everything
+queued by then (its own check included), sends it in one call, hands each waiter its
 outcome, and, if more checks queued up meanwhile, wakes the first of their owners to
-flush next. Everyone else just waits. The first check of a quiet period goes out at
-once; under load each round trip carries everything that arrived during the previous
-one. Nothing runs outside the callers' own tasks, so it fits trio's and asyncio's
-structured concurrency alike (through anyio).
+flush next. Everyone else just waits. Under load each round trip carries everything
+that arrived during the previous one; the pass matters when requests arrive together
+(read from their sockets in one wake-up), which would otherwise send the first alone
+and the rest a round trip later: a batch of one costs a round trip's whole CPU.
+Nothing runs outside the callers' own tasks, so it fits trio's and asyncio's structured
+concurrency alike (through anyio).
 
 The send is shielded and bounded by ``timeout_s``: a flusher cancelled mid-flight
 still delivers the other waiters' outcomes (and cancellation reaches it right after).
@@ -98,6 +101,7 @@ class Coalescer:
 
     async def _flush(self) -> None:
         self._flushing = True
+        await anyio.lowlevel.cancel_shielded_checkpoint()  # cancellation: after the send
         batch, self._queue = self._queue, []
         try:
             with anyio.move_on_after(self._timeout_s, shield=True):

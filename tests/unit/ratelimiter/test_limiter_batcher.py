@@ -47,7 +47,23 @@ async def test_concurrent_checks_share_round_trips(autojump_clock: trio.testing.
         for index in range(64):
             nursery.start_soon(submit, "k" * (index + 1))
     assert results == {"k" * (index + 1): index + 1 for index in range(64)}
-    assert [len(batch) for batch in store.batches] == [1, 63]
+    assert [len(batch) for batch in store.batches] == [64]  # all were ready to run at once
+
+
+async def test_a_round_trip_carries_what_arrived_during_the_previous_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    store = Store(delay_s=1)
+    coalescer = Coalescer(store.send, timeout_s=5)
+
+    async def submit_at(at_s: float, key: str) -> None:
+        await trio.sleep(at_s)
+        await coalescer.submit(check(key))
+
+    async with trio.open_nursery() as nursery:
+        for at_s, key in ((0, "a"), (0.2, "b"), (0.5, "c"), (1.5, "d"), (5, "e")):
+            nursery.start_soon(submit_at, at_s, key)
+    assert store.batches == [["a"], ["b", "c"], ["d"], ["e"]]
 
 
 async def test_a_cancelled_flusher_finishes_its_round_trip_for_everyone(
@@ -58,6 +74,7 @@ async def test_a_cancelled_flusher_finishes_its_round_trip_for_everyone(
     outcomes: list[Outcome] = []
 
     async def waiter() -> None:
+        await trio.sleep(0.1)  # once the flusher's round trip is in flight
         outcomes.append(await coalescer.submit(check("other")))
 
     async with trio.open_nursery() as nursery:
@@ -121,7 +138,7 @@ def test_it_coalesces_under_asyncio_too() -> None:
         await asyncio.gather(*(coalescer.submit(check(f"k{i}")) for i in range(10)))
 
     asyncio.run(main())
-    assert [len(batch) for batch in store.batches] == [1, 9]
+    assert [len(batch) for batch in store.batches] == [10]
 
 
 async def test_checks_submitted_together_go_out_in_one_round_trip(
