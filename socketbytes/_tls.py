@@ -95,6 +95,7 @@ async def tls_client(
         tls = context.wrap_socket(raw, server_hostname=server_hostname,
                                   do_handshake_on_connect=False)  # fmt: skip
     except BaseException:
+        trio.lowlevel.notify_closing(raw)
         raw.close()
         raise
     try:

@@ -185,3 +185,12 @@ async def test_tls_over_a_stream_without_a_socket_is_trios(ca: trustme.CA) -> No
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ours.send_all, b"ping")
         assert await theirs.receive_some(4) == b"ping"
+
+
+async def test_a_context_that_refuses_the_socket_still_frees_it(ca: trustme.CA) -> None:
+    _, client_context = contexts(ca)
+    left, right = await tcp_pair()
+    with pytest.raises(ValueError, match="server_hostname"):
+        await tls_client(left, client_context, "")  # no name to check the certificate by
+    assert left.socket.fileno() == -1
+    await right.aclose()
