@@ -37,7 +37,7 @@ from rediswire._resp import (
     pack_command,
 )
 from rediswire._urls import Location, Target, parse_url
-from socketbytes import faster, tls_client
+from socketbytes import faster, receive_reply, tls_client
 
 _CLUSTER_SLOTS = encode([("CLUSTER", "SLOTS")])
 _ASKING = ("ASKING",)
@@ -83,8 +83,8 @@ class _Connection:
         await self.stream.send_all(payload)
         reader = self.reader
         replies: list[Reply | ReplyError] = []
+        data = await receive_reply(self.stream)  # waits before it reads
         while True:
-            data = await self.stream.receive_some()
             if not data:
                 raise _ConnectionClosed("connection closed by the server")
             reader.feed(data)  # type: ignore[arg-type]  # any buffer will do
@@ -94,6 +94,7 @@ class _Connection:
                 if len(replies) == count:
                     return replies
                 reply = reader.gets()
+            data = await self.stream.receive_some()
 
 
 class _Node:

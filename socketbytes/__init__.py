@@ -17,13 +17,24 @@ The API::
 
     faster(stream) -> Stream               # SocketBytes under a trio.SocketStream
     await tls_client(stream, context, server_hostname) -> Stream   # handshake done
+    await stream.receive_reply(max_bytes=None)  # both classes: wait, then read (an answer)
+    await receive_reply(stream, max_bytes=None)  # the same on any stream
 
 Errors are trio's: ``BrokenResourceError`` for the peer's (a reset, a broken pipe),
 ``ClosedResourceError`` once the stream is closed, also under a task waiting on it
 (a watchdog's way of ending an exchange).
 """
 
+import trio
+
 from socketbytes._plain import RECEIVE_BYTES, SocketBytes, faster
 from socketbytes._tls import TLSBytes, tls_client
 
-__all__ = ["RECEIVE_BYTES", "SocketBytes", "TLSBytes", "faster", "tls_client"]
+__all__ = ["RECEIVE_BYTES", "SocketBytes", "TLSBytes", "faster", "receive_reply", "tls_client"]
+
+
+async def receive_reply(stream: trio.abc.Stream, max_bytes: int | None = None) -> bytes | bytearray:
+    """The first bytes of the answer to what was just sent on ``stream``."""
+    if isinstance(stream, SocketBytes | TLSBytes):
+        return await stream.receive_reply(max_bytes)
+    return await stream.receive_some(max_bytes)

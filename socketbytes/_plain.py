@@ -43,6 +43,14 @@ class SocketBytes(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint_if_cancelled()
             return data
 
+    async def receive_reply(self, max_bytes: int | None = None) -> bytes:
+        """``receive_some`` for the answer to what was just sent: it cannot be there yet,
+        so this waits first and saves a read that would find nothing."""
+        if self._socket.fileno() == -1:
+            raise trio.ClosedResourceError("the stream was closed")
+        await trio.lowlevel.wait_readable(self._socket)
+        return await self.receive_some(max_bytes)
+
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._socket)
 

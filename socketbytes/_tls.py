@@ -59,6 +59,15 @@ class TLSBytes(trio.abc.Stream):
             await trio.lowlevel.checkpoint_if_cancelled()
             return data
 
+    async def receive_reply(self, max_bytes: int | None = None) -> bytes:
+        """``receive_some`` for the answer to what was just sent: unless OpenSSL holds
+        bytes already read, it waits first and saves a read that would find nothing."""
+        if self._tls.fileno() == -1:
+            raise trio.ClosedResourceError("the stream was closed")
+        if not self._tls.pending():
+            await trio.lowlevel.wait_readable(self._fd)
+        return await self.receive_some(max_bytes)
+
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._fd)
 

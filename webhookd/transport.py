@@ -21,7 +21,7 @@ from types import TracebackType
 import httptools
 import trio
 
-from socketbytes import faster, tls_client
+from socketbytes import faster, receive_reply, tls_client
 from webhookd.errors import (
     ConnectError,
     EndpointError,
@@ -316,7 +316,11 @@ class ConnectionPool:
             response = None
             while response is None:
                 try:
-                    data = await stream.receive_some(_RECEIVE_SIZE)
+                    data = await (
+                        stream.receive_some(_RECEIVE_SIZE)
+                        if received
+                        else receive_reply(stream, _RECEIVE_SIZE)  # waits before it reads
+                    )
                 except trio.BrokenResourceError:
                     if reused and not received:
                         raise _StaleConnection from None

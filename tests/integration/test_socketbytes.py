@@ -13,7 +13,7 @@ import trio
 import trio.testing
 import trustme
 
-from socketbytes import SocketBytes, TLSBytes, faster, tls_client
+from socketbytes import SocketBytes, TLSBytes, faster, receive_reply, tls_client
 
 
 async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> None:
@@ -194,3 +194,32 @@ async def test_a_context_that_refuses_the_socket_still_frees_it(ca: trustme.CA) 
         await tls_client(left, client_context, "")  # no name to check the certificate by
     assert left.socket.fileno() == -1
     await right.aclose()
+
+
+async def test_a_reply_is_waited_for_before_it_is_read_on_every_kind_of_stream(
+    ca: trustme.CA,
+) -> None:
+    left, right = await tcp_pair()
+    plain = faster(left)
+    tls, tls_server = await tls_pair(ca)
+    memory, memory_server = trio.testing.memory_stream_pair()
+    for ours, theirs in ((plain, right), (tls, tls_server), (memory, memory_server)):
+        async with trio.open_nursery() as nursery:
+
+            async def answer(theirs: trio.abc.Stream = theirs) -> None:
+                assert await theirs.receive_some(5) == b"hello"
+                await theirs.send_all(b"ok")
+
+            nursery.start_soon(answer)
+            await ours.send_all(b"hello")
+            assert await receive_reply(ours) == b"ok"
+    await tls_server.send_all(b"two records" * 2000)  # ~22 KB: OpenSSL reads ahead of us
+    first = await tls.receive_some(10)
+    assert first and isinstance(tls, TLSBytes) and tls.ssl_object.pending()
+    assert await receive_reply(tls)  # what OpenSSL holds comes without a wait
+    for ours in (plain, tls):
+        await ours.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await receive_reply(ours)
+    await right.aclose()
+    await trio.aclose_forcefully(tls_server)
