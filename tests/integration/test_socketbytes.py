@@ -16,10 +16,8 @@ import trustme
 from socketbytes import SocketBytes, TLSBytes, faster, receive_reply, tls_client
 
 
-async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> None:
-    left, right = trio.socket.socketpair()
-    ours, theirs = SocketBytes(trio.SocketStream(left)), trio.SocketStream(right)
-    payload = bytes(range(256)) * 40_000  # ~10 MB: far past both socket buffers
+async def sent_through(ours: trio.abc.Stream, theirs: trio.abc.Stream, payload: bytes) -> bytes:
+    """What ``theirs`` received of ``payload`` sent on ``ours``, read while it is sent."""
     received = bytearray()
 
     async def drain() -> None:
@@ -29,7 +27,14 @@ async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain)
         await ours.send_all(payload)
-    assert received == payload
+    return bytes(received)
+
+
+async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> None:
+    left, right = trio.socket.socketpair()
+    ours, theirs = SocketBytes(trio.SocketStream(left)), trio.SocketStream(right)
+    payload = bytes(range(256)) * 40_000  # ~10 MB: far past both socket buffers
+    assert await sent_through(ours, theirs, payload) == payload
     await theirs.send_all(b"answer")
     assert await ours.receive_some(100) == b"answer"
     await theirs.aclose()
@@ -102,16 +107,7 @@ async def test_tls_goes_through_openssls_socket_both_ways_and_past_full_buffers(
     assert isinstance(ours, TLSBytes)
     assert ours.ssl_object.version() in ("TLSv1.2", "TLSv1.3")
     payload = bytes(range(256)) * 20_000  # ~5 MB: many TLS records, full socket buffers
-    received = bytearray()
-
-    async def drain() -> None:
-        while len(received) < len(payload):
-            received.extend(await theirs.receive_some(65536))
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(drain)
-        await ours.send_all(payload)
-    assert received == payload
+    assert await sent_through(ours, theirs, payload) == payload
     answer = b"answer" * 50_000
     got = bytearray()
     async with trio.open_nursery() as nursery:
