@@ -30,6 +30,18 @@ async def sent_through(ours: trio.abc.Stream, theirs: trio.abc.Stream, payload: 
     return bytes(received)
 
 
+async def closing_under_a_waiting_task_says_closed(ours: trio.abc.Stream) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def close_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.aclose_forcefully(ours)  # as the watchdog ends an exchange
+
+        nursery.start_soon(close_soon)
+        with pytest.raises(trio.ClosedResourceError):
+            await ours.receive_some(100)  # waiting for an answer that never comes
+
+
 async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> None:
     left, right = trio.socket.socketpair()
     ours, theirs = SocketBytes(trio.SocketStream(left)), trio.SocketStream(right)
@@ -43,16 +55,7 @@ async def test_writes_go_past_full_buffers_and_errors_say_broken_or_closed() -> 
         await ours.send_all(b"to nobody")
 
     left, right = trio.socket.socketpair()
-    ours = SocketBytes(trio.SocketStream(left))
-    async with trio.open_nursery() as nursery:
-
-        async def close_soon() -> None:
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.aclose_forcefully(ours)  # as the watchdog ends an exchange
-
-        nursery.start_soon(close_soon)
-        with pytest.raises(trio.ClosedResourceError):
-            await ours.receive_some(100)  # waiting for an answer that never comes
+    await closing_under_a_waiting_task_says_closed(SocketBytes(trio.SocketStream(left)))
     right.close()
 
 
@@ -122,15 +125,7 @@ async def test_tls_goes_through_openssls_socket_both_ways_and_past_full_buffers(
 
 async def test_a_tls_stream_closed_under_a_waiting_task_says_closed(ca: trustme.CA) -> None:
     ours, theirs = await tls_pair(ca)
-    async with trio.open_nursery() as nursery:
-
-        async def close_soon() -> None:
-            await trio.testing.wait_all_tasks_blocked()
-            await trio.aclose_forcefully(ours)  # as the watchdog ends an exchange
-
-        nursery.start_soon(close_soon)
-        with pytest.raises(trio.ClosedResourceError):
-            await ours.receive_some(100)
+    await closing_under_a_waiting_task_says_closed(ours)
     with pytest.raises(trio.ClosedResourceError):
         await ours.send_all(b"late")
     await trio.aclose_forcefully(theirs)
