@@ -120,6 +120,8 @@ async def test_check_uses_the_default_plan_unless_limits_are_given(svc: Service)
         ({"key": "k", "limits": [" 5/m"]}, "limits"),
         ({"key": "k", "limits": ["100000000/s"]}, "limits"),
         ({"key": "k", "route": "GET /" + "x" * 2048}, "route"),
+        (b'{"key": "k", "cost": NaN}', "body"),  # not JSON, though Python's json reads it
+        (b'{"key": "k", "cost": 1e400}', "body"),
     ],
 )
 async def test_bad_requests_answer_400_naming_the_field(
