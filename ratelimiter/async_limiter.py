@@ -140,8 +140,8 @@ class AsyncLimiter:
         self, hits: Sequence[tuple[str, Sequence[str | Limit], int]]
     ) -> list[Decision]:
         """Several hits, each ``(key, limits, cost)``, decided together: one round trip on
-        Redis where concurrent ``hit`` calls may take two (the coalescer sends the first
-        alone). Each is atomic on its own, as ``hit`` is; raises BackendError if any failed."""
+        Redis, where one task's ``hit`` calls would take one each. Each is atomic on its
+        own, as ``hit`` is; raises BackendError if any failed."""
         checks = [self._rules.check(key, tuple(limits), None, None, cost, True)
                   for key, limits, cost in hits]  # fmt: skip
         limited = [check for check in checks if check.limits]
