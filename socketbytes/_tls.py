@@ -87,7 +87,8 @@ async def tls_client(
 ) -> trio.abc.Stream:
     """The TLS client side of a connected stream, handshake done: a ``TLSBytes`` over a
     trio socket stream (whose socket it takes over), a ``trio.SSLStream`` over any other.
-    Handshake failures raise ``ssl.SSLError`` or ``OSError``, and the stream is closed."""
+    Handshake failures raise ``ssl.SSLError`` or ``OSError`` (trio's stream raises
+    ``trio.BrokenResourceError``), and the stream is closed."""
     if not isinstance(stream, trio.SocketStream | SocketBytes):
         wrapped = trio.SSLStream(stream, context, server_hostname=server_hostname,
                                  https_compatible=True)  # fmt: skip
