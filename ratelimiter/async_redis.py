@@ -11,7 +11,7 @@ as ``BackendError``: for the whole batch when Redis cannot be reached, for one c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
@@ -20,7 +20,7 @@ from coredis.exceptions import NoScriptError, RedisError
 
 from ratelimiter import scripts
 from ratelimiter.backend import Check, Outcome
-from ratelimiter.batcher import Coalescer
+from ratelimiter.batcher import CoalescedStore
 from ratelimiter.errors import BackendError
 
 AsyncRedisClient = coredis.Redis[Any] | coredis.RedisCluster[Any]
@@ -34,7 +34,7 @@ _FAILURES = (
 )
 
 
-class AsyncRedisBackend:
+class AsyncRedisBackend(CoalescedStore):
     """Decides on Redis through coredis. The client must be entered (``async with``)
     before use: by the application, or by ``open`` when the backend owns it.
     """
@@ -52,13 +52,7 @@ class AsyncRedisBackend:
         self._owns_client = owns_client
         self._opened = False
         self._cluster = isinstance(client, coredis.RedisCluster)
-        # Concurrent decisions share round trips; ``decide`` is the coalescer's own
-        # entry point, one coroutine less on the hottest path.
-        coalescer = Coalescer(self._send, timeout_s=timeout_s)
-        self.decide: Callable[[Check], Coroutine[Any, Any, Outcome]] = coalescer.submit
-        self.decide_many: Callable[
-            [Sequence[Check]], Coroutine[Any, Any, list[Outcome | BackendError]]
-        ] = coalescer.submit_many
+        super().__init__(self._send, timeout_s=timeout_s)
 
     async def open(self) -> None:
         if self._owns_client:

@@ -20,7 +20,8 @@ error: one check that fails fails only its own caller.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import anyio
 
@@ -141,3 +142,15 @@ class Coalescer:
         """Wake the owner of the oldest queued check to flush, unless a flush is in flight."""
         if not self._flushing and self._queue:
             self._queue[0].wake()
+
+
+class CoalescedStore:
+    """The base of a store whose ``decide`` and ``decide_many`` share round trips: both
+    are the coalescer's own entry points, one coroutine less on the hottest path."""
+
+    def __init__(self, send: Send, *, timeout_s: float) -> None:
+        coalescer = Coalescer(send, timeout_s=timeout_s)
+        self.decide: Callable[[Check], Coroutine[Any, Any, Outcome]] = coalescer.submit
+        self.decide_many: Callable[
+            [Sequence[Check]], Coroutine[Any, Any, list[Outcome | BackendError]]
+        ] = coalescer.submit_many

@@ -10,14 +10,13 @@ the checks of its call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import trio
 
 from ratelimiter import scripts
 from ratelimiter.backend import Check, Outcome
-from ratelimiter.batcher import Coalescer
+from ratelimiter.batcher import CoalescedStore
 from ratelimiter.errors import BackendError
 from rediswire import ReplyError, Script, Wire, WireUnavailable
 
@@ -25,18 +24,14 @@ _DECIDE = Script(scripts.DECIDE)
 _RESET = Script(scripts.RESET)
 
 
-class WireBackend:
+class WireBackend(CoalescedStore):
     def __init__(
         self, wire: Wire, *, prefix: str = "rl", owns_wire: bool = False, timeout_s: float = 5.0
     ) -> None:
         self.wire = wire
         self._prefix = prefix
         self._owns_wire = owns_wire
-        coalescer = Coalescer(self._send, timeout_s=timeout_s)
-        self.decide: Callable[[Check], Coroutine[Any, Any, Outcome]] = coalescer.submit
-        self.decide_many: Callable[
-            [Sequence[Check]], Coroutine[Any, Any, list[Outcome | BackendError]]
-        ] = coalescer.submit_many
+        super().__init__(self._send, timeout_s=timeout_s)
 
     async def open(self) -> None:
         await trio.lowlevel.checkpoint()
