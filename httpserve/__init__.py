@@ -34,7 +34,11 @@ header it should not have made (a name that is not a token, CR, LF or NUL in a v
 becomes a 500 and the connection goes on.
 
 Connections: requests are answered in turn (pipelining works), and a connection is kept
-between them for HTTP/1.1 unless either side says ``connection: close``.
+between them for HTTP/1.1 unless either side says ``connection: close``. Connections
+answering at the same time (their handlers woken together) write their answers one
+after another in one pass of the scheduler, after all of them have rendered theirs:
+a client that sleeps is woken once for all of them, and each wake-up costs the writer
+as much system time as parsing a request. A connection answering alone writes at once.
 ``Expect: 100-continue`` gets its ``100 Continue`` once the requests before it are
 answered, if the body has not arrived by then. Upgrade requests (``h2c``, websockets, ``CONNECT``)
 are answered as plain requests; one that announces a body gets 400. Every dimension is

@@ -39,19 +39,39 @@ class _Timer:
         self.begun = False  # a request has started to arrive: a timeout now earns a 408
 
 
+class Pacer:
+    """Groups the answers of a server's connections into one pass of the scheduler.
+
+    Writing to a client that sleeps wakes it, and the wake-up costs the writer about
+    10 µs of system time (on a VM, an interrupt sent to another processor): as much as
+    parsing a request. Answers written one after another in one pass wake a client
+    once for all of them. So while other connections are answering too (woken together
+    by the same batch of input, or by the same round trip of their handlers), a
+    connection whose answer is ready lets them render theirs first. Alone, it writes
+    at once: the extra pass would only add latency.
+    """
+
+    __slots__ = ("answering",)
+
+    def __init__(self) -> None:
+        self.answering = 0  # connections between a whole request and its answer's write
+
+
 class Watchdog:
     """Enforces the time limits of every connection of a server, from one task.
 
     A cancel scope with a deadline around each read and each write costs as much as
     parsing the request. Instead each connection keeps its deadline in a plain
     attribute, and ``run`` cancels those that have passed theirs, looking every tenth
-    of the shortest limit: a limit is enforced that much late, at most.
+    of the shortest limit: a limit is enforced that much late, at most. The
+    connections it watches share its ``pacer`` too.
     """
 
     def __init__(self, limits: Limits) -> None:
         shortest = min(limits.request_timeout_s, limits.keepalive_timeout_s)
         self.tick_s = min(max(shortest / 10, 0.001), 1.0)
         self._timers: set[_Timer] = set()
+        self.pacer = Pacer()  # the connections it watches answer in step
 
     async def run(self) -> None:
         while True:
@@ -137,7 +157,7 @@ async def _serve_connection(
         with watchdog.watching() as timer:
             refusal = None
             with timer.scope:
-                refusal = await _serve(handler, limits, heads, stream, timer)
+                refusal = await _serve(handler, limits, heads, stream, timer, watchdog.pacer)
             if timer.scope.cancelled_caught and timer.begun:
                 refusal = Refusal(408, "request_timeout", "request took too long")
             if refusal is not None:
@@ -151,7 +171,12 @@ async def _serve_connection(
 
 
 async def _serve(
-    handler: Handler, limits: Limits, heads: Heads, stream: trio.abc.Stream, timer: _Timer
+    handler: Handler,
+    limits: Limits,
+    heads: Heads,
+    stream: trio.abc.Stream,
+    timer: _Timer,
+    pacer: Pacer,
 ) -> Refusal | None:
     """Answer requests until the connection is done; the refusal that ended it, if any."""
     reader = RequestReader(limits)
@@ -166,12 +191,19 @@ async def _serve(
             return item
         request, keep_alive = item
         timer.begun, timer.deadline = False, math.inf  # the handler bounds its own work
+        pacer.answering += 1
         try:
-            data, keep_alive = heads.render(await handler(request), request.method, keep_alive)
-        except Exception:  # a handler's exception, or a header it should not have made
-            log.exception("http.handler_failed", method=request.method, path=request.path)
-            data, keep_alive = heads.render(_INTERNAL_ERROR, request.method, keep_alive)
-        timer.deadline = trio.current_time() + limits.request_timeout_s
+            try:
+                data, keep_alive = heads.render(await handler(request), request.method,
+                                                keep_alive)  # fmt: skip
+            except Exception:  # a handler's exception, or a header it should not have made
+                log.exception("http.handler_failed", method=request.method, path=request.path)
+                data, keep_alive = heads.render(_INTERNAL_ERROR, request.method, keep_alive)
+            timer.deadline = trio.current_time() + limits.request_timeout_s
+            if pacer.answering > 1:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            pacer.answering -= 1
         await _send(stream, data)
         if not keep_alive:
             await _linger(stream, limits)

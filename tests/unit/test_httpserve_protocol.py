@@ -24,7 +24,7 @@ from httpserve_conversation import (
     statuses,
 )  # fmt: skip
 
-from httpserve import Request, Response, serve, serve_connection
+from httpserve import Request, Response, Watchdog, serve, serve_connection
 
 
 @pytest.fixture
@@ -308,3 +308,82 @@ async def test_after_a_refusal_the_server_drains_the_client_for_a_moment_then_cl
     assert LINGER_S <= lasted <= LINGER_S + 0.2
     received, lasted = await converse([head, b"x" * 1000], then="close")
     assert (statuses(received), lasted) == ([413], 0)
+
+
+class NotedWrites(trio.abc.Stream):
+    """A stream that notes each write as it begins (before any checkpoint)."""
+
+    def __init__(self, stream: trio.abc.Stream, events: list[str], name: str) -> None:
+        self._stream, self._events, self._name = stream, events, name
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self._events.append(f"written /{self._name}")
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def test_connections_answering_together_write_after_all_have_rendered() -> None:
+    """One client woken for all the answers of a batch, not once per answer."""
+    events: list[str] = []
+    release = trio.Event()
+
+    async def batched(request: Request) -> Response:
+        await release.wait()  # as a round trip shared by every waiting request
+        events.append(f"rendered {request.path}")
+        return Response(200, b"ok")
+
+    watchdog = Watchdog(LIMITS)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            clients = []
+            for name in ("a", "b", "c"):
+                client, server = trio.testing.memory_stream_pair()
+                nursery.start_soon(
+                    partial(
+                        serve_connection,
+                        batched,
+                        LIMITS,
+                        NotedWrites(server, events, name),
+                        server_name=NAME,
+                        watchdog=watchdog,
+                    )
+                )
+                await client.send_all(f"GET /{name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                clients.append(client)
+            await trio.testing.wait_all_tasks_blocked()
+            release.set()
+            for client in clients:
+                assert (await client.receive_some()).startswith(b"HTTP/1.1 200 OK\r\n")
+                await client.aclose()
+    assert sorted(events[:3]) == ["rendered /a", "rendered /b", "rendered /c"]
+    assert sorted(events[3:]) == ["written /a", "written /b", "written /c"]
+
+
+async def test_a_connection_answering_alone_writes_at_once() -> None:
+    """No extra pass of the scheduler when there is nothing to group with."""
+    events: list[str] = []
+
+    async def other_task() -> None:
+        events.append("other task ran")
+
+    async def alone(request: Request) -> Response:
+        nursery.start_soon(other_task)  # runs at the next pass of the scheduler
+        return Response(200, b"ok")
+
+    client, server = trio.testing.memory_stream_pair()
+    noted = NotedWrites(server, events, "a")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(serve_connection, alone, LIMITS, noted, server_name=NAME))
+            await client.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await client.receive_some()).startswith(b"HTTP/1.1 200 OK\r\n")
+            await client.aclose()
+    assert events == ["written /a", "other task ran"]
