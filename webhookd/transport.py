@@ -307,6 +307,9 @@ class ConnectionPool:
         try:
             reader.start()
             reusable = True
+            # The other lanes' requests are written in the same pass: the receiver is
+            # woken once for all of them (docs/decisions.md, "written together").
+            await trio.lowlevel.cancel_shielded_checkpoint()
             try:
                 await stream.send_all(request)
             except trio.BrokenResourceError:
