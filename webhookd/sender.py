@@ -9,6 +9,7 @@ record of what happened, bound with the event, endpoint and attempt number.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from dataclasses import dataclass
 
@@ -169,6 +170,8 @@ class Sender:
         ATTEMPTS_BY_OUTCOME[state].inc()
         if isinstance(outcome, DeadLetter | Gone):
             DEAD_LETTERS.inc()
+        if not log.is_enabled_for(logging.INFO):  # its fields cost more than the call
+            return attempted
         log.info(
             "delivery.attempt",
             event_id=delivery.event.id,
