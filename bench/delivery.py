@@ -49,7 +49,7 @@ from daemons import (
 )
 from hotspots import hot_spots, profiling
 from nginx import Receipts, Sink, start_nginx
-from processes import OtherLoad, cpu_per_item, cpu_s, load_average
+from processes import OtherLoad, cpu_per_item, cpu_s, interpreter, load_average
 from redis_cost import RedisCost, RedisMeter, Traffic
 from report import (
     DaemonRun,
@@ -295,6 +295,7 @@ def print_header(opts: Options, sink: Sink) -> None:
         "(false over plain HTTP), delivery.allow_private_targets = true, secrets.key set, "
         "the rest at defaults"
     )
+    print(f"  Python: {interpreter()}")
     print(f"  load average before the run: {load_average():.2f} (other work skews every figure)")
 
 

@@ -93,3 +93,10 @@ def rss_bytes(pid: int) -> int:
 def load_average() -> float:
     """The 1-minute load average: above ~0.3 before the run, something else is busy."""
     return os.getloadavg()[0]
+
+
+def interpreter() -> str:
+    """Which Python runs the daemons and clients: its build moves every CPU figure
+    (docs/scaling.md, "The interpreter")."""
+    version = ".".join(str(part) for part in sys.version_info[:3])
+    return f"{sys.implementation.name} {version} at {Path(sys.executable).resolve()}"

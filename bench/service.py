@@ -48,7 +48,7 @@ from pathlib import Path
 import trio
 
 from hotspots import hot_spots, profiling
-from processes import cpu_s, load_average
+from processes import cpu_s, interpreter, load_average
 from ratelimiter import AsyncLimiter, AsyncRedisBackend
 from ratelimiter.keys import KeyStore
 from webhookd.embedded import free_port, running_redis
@@ -204,7 +204,7 @@ def bench(seconds: int, endpoints: list[str], profile: Path | None) -> None:
         }
         pids = {name: stack.enter_context(process(command, ports[name])).pid
                 for name, command in commands.items()}  # fmt: skip
-        print(f"load average before: {load_average():.2f}")
+        print(f"Python: {interpreter()}; load average before: {load_average():.2f}")
         print(f"{'server':<34}{'conns':>6}{'requests/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'x h11':>8}{'CPU us/req':>12}{'errors':>8}", flush=True)  # fmt: skip
         results: dict[tuple[str, int], Run] = {}
