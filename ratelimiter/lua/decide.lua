@@ -10,11 +10,12 @@
 -- KEYS, per check: the key's hash, then one sorted set per exact limit of its set.
 -- Reply: one string of numbers separated by spaces (a client parses one string much
 -- faster than an array), per check: <now ms> <allowed 0|1>, then per limit:
--- <remaining> <reset ms> <retry ms>. Each check's and each limit's figures are written
--- by one string.format('%d ...'): Lua's own number to string conversion ('%.14g', one
--- call per number) was a seventh of the script's time. A check that fails (a key of the wrong type, ...)
--- fails alone: it is answered <now ms> -1 with no limits, and the reply becomes an
--- array of that string followed by one error message per failed check, in order.
+-- <remaining> <reset ms> <retry ms> (all integers). Each check's and each limit's figures
+-- are written by one string.format('%d ...'): Lua's own conversion of numbers ('%.14g',
+-- one call per number) was a seventh of the script's time. A check that fails (a key of
+-- the wrong type, ...) fails alone: it is answered <now ms> -1 with no limits, and the
+-- reply becomes an array of that string followed by one error message per failed check,
+-- in order.
 -- Commands with many arguments go out in chunks, so that no number of limits overflows
 -- Lua's stack ("too many results to unpack").
 --
