@@ -1,4 +1,5 @@
-"""Running the limiter service inside a test's trio run, on a free loopback port."""
+"""Running the limiter service inside a test's trio run, on a free loopback port; counting
+its script calls."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import coredis
+import redis
 import trio
 
 from ratelimiter.config import Settings, service_policy, settings_from_mapping
@@ -65,3 +67,11 @@ async def running_service(settings: Settings) -> AsyncIterator[str]:
 async def key_store(redis_url: str, key_prefix: str) -> AsyncIterator[KeyStore]:
     async with coredis.Redis.from_url(redis_url) as client:
         yield KeyStore(client, prefix=key_prefix, cache_ttl_s=0)
+
+
+def evalsha_calls(client: redis.Redis) -> int:
+    """The script calls Redis ran. A NOSCRIPT is not one: the client loads the script and
+    sends the call again, once per script and server."""
+    stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
+    evalsha = stats.get("cmdstat_evalsha", {})
+    return int(evalsha.get("calls", 0)) - int(evalsha.get("failed_calls", 0))

@@ -8,16 +8,12 @@ import pytest
 import redis
 import trio
 import trio.testing
+from service_harness import evalsha_calls
 
 from ratelimiter import AsyncLimiter, BackendError, parse_limit
 from webhookd.embedded import free_port
 
 EPOCH = 1_700_000_000
-
-
-def evalsha_calls(client: redis.Redis) -> int:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
 
 
 async def test_hit_peek_reset_and_plans(redis_url: str, key_prefix: str) -> None:

@@ -12,17 +12,12 @@ import httpx
 import pytest
 import redis
 import trio
-from service_harness import running_service, service_settings
+from service_harness import evalsha_calls, running_service, service_settings
 
 from ratelimiter import AsyncLimiter, BackendError, Limiter, parse_limit
 from ratelimiter.scripts import hash_key
 
 POISON = [f"{amount}/h" for amount in range(1_000, 3_700)]  # 2,700 distinct limits
-
-
-def evalsha_calls(client: redis.Redis) -> int:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0))
 
 
 async def test_a_check_with_2700_limits_shares_a_round_trip_harmlessly(

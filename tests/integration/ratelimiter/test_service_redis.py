@@ -7,7 +7,6 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import coredis
 import httpx
@@ -15,7 +14,7 @@ import pytest
 import redis
 import trio
 import trio.testing
-from service_harness import key_store, running_service, service_settings, write_plans
+from service_harness import evalsha_calls, key_store, running_service, service_settings, write_plans
 
 from httpserve import Request, Response
 from ratelimiter.config import service_policy
@@ -25,11 +24,6 @@ from ratelimiter.vendors import AsyncVendorPlans
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                 "ratelimit-policy", "ratelimit")  # fmt: skip
-
-
-def evalsha_calls(client: redis.Redis) -> int:
-    stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
 async def test_check_and_auth_count_in_redis(redis_url: str, key_prefix: str) -> None:
