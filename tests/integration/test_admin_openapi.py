@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 import trustme
@@ -24,7 +25,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from processes import WEBHOOKD, clean_environ, serving, write_config
 from webhookd.embedded import free_port
@@ -109,23 +109,39 @@ def test_the_admin_api_keeps_to_its_description(described: Any, mode: Generation
     assert mode is GenerationMode.NEGATIVE or not untried, untried
 
 
-def test_the_admin_api_keeps_to_its_description_across_calls(described: Any) -> None:
+def test_the_admin_api_keeps_to_its_description_across_calls(
+    described: Any, admin_url: str
+) -> None:
     """The stateful phase: sequences of calls linked by the ids the answers give; some
-    must reach an endpoint that an earlier call made (only a followed link can)."""
+    must reach an endpoint that exists (only a followed link can: ids are random).
+
+    Valid requests only, each scenario from one endpoint: negative data is the fuzzing
+    phase's (above), and schemathesis draws it here, and what a listing links to, in
+    ways that differ from one scenario to the next, which Hypothesis reports as flaky
+    data generation (2 of 8 runs of this test alone failed so).
+    """
+    described.config.phases.stateful.generation.update(modes=[GenerationMode.POSITIVE])
+    operation = next(iter(described.get_all_operations())).ok()
+    modes = described.config.generation_for(operation=operation, phase="stateful").modes
+    assert modes == [GenerationMode.POSITIVE]
     machine = described.as_state_machine()
     linked: list[tuple[str, int]] = []
 
     class Calls(machine):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            # Every scenario starts with one endpoint: what a listing links to must not
+            # depend on the scenarios before, as Hypothesis checks that each draws alike.
+            with httpx.Client(base_url=admin_url, headers=HEADERS) as client:
+                for endpoint in client.get("/v1/endpoints").raise_for_status().json():
+                    client.delete(f"/v1/endpoints/{endpoint['id']}").raise_for_status()
+                seed = {"vendor": "v_seed", "url": "https://seed.example/hooks"}
+                client.post("/v1/endpoints", json=seed).raise_for_status()
+
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": HEADERS}
 
         def validate_response(self, response: Any, case: Any, *args: Any, **kwargs: Any) -> None:
-            # Negative data is held to the fuzzing phase above: in this phase schemathesis
-            # reports a mutation (e.g. "random bytes" for a body) that the request it then
-            # sends no longer carries, and flags the valid request's 2xx (upstream
-            # schemathesis issues 2983 and 4332).
-            case.validate_response(response, excluded_checks=[negative_data_rejection],
-                                   headers=HEADERS)  # fmt: skip
+            case.validate_response(response, headers=HEADERS)
 
         def after_call(self, response: Any, case: Any) -> None:
             if case.path.startswith("/v1/endpoints/{id}"):
