@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 
 import fastjson
 from webhookd.errors import InvalidEventError
+from webhookd.values import value_type
 
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}")
 VENDOR_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,199}")
 EVENT_ID = re.compile(r"[!-~]{1,256}")  # printable ASCII, no spaces: it travels in headers
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Event:
     """One published event, with its delivery body rendered once for every endpoint and attempt."""
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import httptools
 
+from webhookd.values import value_type
+
 __all__ = ["MAX_HEAD_BYTES", "MalformedResponse", "RequestHead", "Response", "ResponseReader"]
 
 MAX_HEAD_BYTES = 65536  # a response head (1xx heads included) longer than this is refused
@@ -36,7 +38,7 @@ class MalformedResponse(ValueError):
     """A response that parsed but is not one a client may accept, or one cut short."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Response:
     """A complete response, its body capped: receivers' answers are only ever logged."""
 

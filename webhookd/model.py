@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import fastjson
 from webhookd.events import Event, format_timestamp
 from webhookd.retry import AttemptResult, DeadLetter, Delivered, Gone, Outcome, RetryAt, describe
+from webhookd.values import value_type
 
 GONE_REASON = "endpoint answered 410 Gone and was disabled"
 DEAD_BODY_MAX_BYTES = 64 * 1024  # a bigger event body is not copied into its dead letter
 DEAD_EXCERPT_BYTES = 1024  # what such a dead letter keeps of it
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class EntryRef:
     """A stream entry: where an event was published, and what is acked once it settles."""
 
@@ -34,7 +35,7 @@ class EntryRef:
     entry_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Delivery:
     """One event for one endpoint. ``origin`` is the entry the event came from: its stream
     is the partition whose keys hold this delivery's retry and records."""
@@ -99,7 +100,7 @@ def stored_event(fields: Mapping[str, str]) -> Event:
                  fields["body"].encode())  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AttemptRecord:
     number: int
     started_s: float
@@ -124,7 +125,7 @@ class AttemptRecord:
 # --- writes: what one outcome asks the store to make durable -----------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RecordAttempt:
     """The delivery's state after an attempt, and the attempt itself, in the event's record."""
 
@@ -135,13 +136,13 @@ class RecordAttempt:
     reason: str | None = None  # why it was deferred or dead-lettered without an attempt
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ScheduleRetry:
     delivery: Delivery  # attempts_made already counts the attempt just made
     due_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class MarkDeferred:
     """Count the delivery among its vendor's deferred ones (``vendor show``), or stop."""
 
@@ -149,13 +150,13 @@ class MarkDeferred:
     deferred: bool
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ClearRetry:
     stream: str
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HoldDelivery:
     """Keep a delivery due to a disabled endpoint until the endpoint is recovered."""
 
@@ -163,7 +164,7 @@ class HoldDelivery:
     held_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReleaseHeld:
     """A held delivery leaves the held set (recovered, or expired into a dead letter)."""
 
@@ -171,17 +172,17 @@ class ReleaseHeld:
     member: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AddDeadLetter:
     fields: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RemoveDeadLetter:
     dead_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AckEntry:
     entry: EntryRef
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ratelimiter import Limit, parse_limit
+from webhookd.values import value_type
 
 DAY_S = 86400
 RATE_NAME = "webhooks-rate"
@@ -83,7 +84,7 @@ def vendor_quota(
     return VendorQuota(vendor, plan, defaulted, rate, daily, closed=per_day == 0)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Defer:
     """Wait in the retry set until ``due_s`` (epoch), no attempt used."""
 
@@ -91,7 +92,7 @@ class Defer:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Refuse:
     """Dead-letter with the reason (over the daily quota, ``quotas.exceeded = "dead_letter"``)."""
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from webhookd.values import value_type
+
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 RETRY_AFTER_CAP_S = 24 * 3600.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AttemptResult:
     """What one attempt got: a status (None when no response came) and an error text."""
 
@@ -22,23 +24,23 @@ class AttemptResult:
     retry_after_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Delivered:
     status: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RetryAt:
     due_s: float
     delay_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeadLetter:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Gone:
     """The endpoint answered 410: disable it and stop retrying."""
 

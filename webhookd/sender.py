@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from dataclasses import dataclass
 
 import structlog
 import trio
@@ -35,6 +34,7 @@ from webhookd.retry import (
 from webhookd.signing import signature_headers
 from webhookd.tls import TlsContexts
 from webhookd.transport import Transport
+from webhookd.values import value_type
 
 log = structlog.get_logger("webhookd.delivery")
 
@@ -55,7 +55,7 @@ def request_headers(event: Event, endpoint: Endpoint, now_s: float) -> list[tupl
     ]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Attempted:
     delivery: Delivery  # as it was attempted (attempts_made not yet counting this one)
     record: AttemptRecord

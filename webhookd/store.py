@@ -40,11 +40,12 @@ from webhookd.model import (
     RemoveDeadLetter,
     Write,
 )
+from webhookd.values import value_type
 
 HISTORY_ENTRIES = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Entry:
     stream: str
     entry_id: str
@@ -52,7 +53,7 @@ class Entry:
     reclaimed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Held:
     stream: str
     member: str
@@ -74,7 +75,7 @@ class PartitionStats:
     deferred: int  # waiting without an attempt (a quota, a paused endpoint)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DueRetry:
     stream: str
     member: str
