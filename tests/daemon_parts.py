@@ -48,6 +48,9 @@ class ManualClock(EpochClock):
     def now_s(self) -> float:
         return self.now
 
+    def at(self, trio_s: float) -> float:
+        return self.now
+
 
 class ScriptedTransport(Transport):
     """Answers every POST with the status scripted for its endpoint (200 unless told), at

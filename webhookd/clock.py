@@ -22,3 +22,7 @@ class EpochClock:
 
     def now_s(self) -> float:
         return self._offset_s + trio.current_time()
+
+    def at(self, trio_s: float) -> float:
+        """The epoch time of a reading of trio's clock, for a caller that needs both."""
+        return self._offset_s + trio_s

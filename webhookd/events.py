@@ -152,10 +152,10 @@ def parse_entry(
 def _decode_fields(fields: Mapping[bytes, bytes]) -> dict[str, str]:
     decoded = {}
     for key, value in fields.items():
-        name = key.decode("utf-8", "replace")
         try:
             decoded[key.decode()] = value.decode()
         except UnicodeDecodeError:
+            name = key.decode("utf-8", "replace")
             raise InvalidEventError(f"field {name!r} is not valid UTF-8") from None
     return decoded
 

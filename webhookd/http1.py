@@ -43,17 +43,29 @@ class Response:
     """A complete response, its body capped: receivers' answers are only ever logged."""
 
     status: int
-    headers: tuple[tuple[str, str], ...]  # names lower-cased, values decoded latin-1
+    raw_headers: tuple[tuple[bytes, bytes], ...]  # as received; decoded only when asked
     body: bytes  # at most body_cap bytes
     body_truncated: bool
 
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Names lower-cased, values decoded latin-1; a delivery reads one header at most."""
+        return tuple([(name.lower().decode("latin-1"), _text(value))
+                      for name, value in self.raw_headers])  # fmt: skip
+
     def header(self, name: str) -> str | None:
         """The first value of a header, by case-insensitive name."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
+        wanted = name.lower().encode("latin-1")
+        for key, value in self.raw_headers:
+            if key.lower() == wanted:
+                return _text(value)
         return None
+
+
+def _text(value: bytes) -> str:
+    # llhttp drops leading whitespace; a value holds no CR, LF, VT or FF, so rstrip()
+    # takes exactly the trailing spaces and tabs.
+    return value.rstrip().decode("latin-1")
 
 
 _known_names: set[str] = set()  # header names already checked: the same few every time
@@ -188,14 +200,7 @@ class ResponseReader:
 
     def _finish(self, *, keep_alive: bool) -> Response:
         self._keep_alive = keep_alive
-        # llhttp drops leading whitespace; a value holds no CR, LF, VT or FF, so rstrip()
-        # takes exactly the trailing spaces and tabs.
-        headers = tuple(
-            [
-                (name.lower().decode("latin-1"), value.rstrip().decode("latin-1"))
-                for name, value in self._headers
-            ]
-        )
+        headers = tuple(self._headers)
         self._response = Response(self._status, headers, bytes(self._body), self._truncated)
         return self._response
 

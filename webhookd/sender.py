@@ -20,9 +20,11 @@ from webhookd.clock import EpochClock
 from webhookd.endpoints import Endpoint
 from webhookd.errors import EndpointError, TransportError
 from webhookd.events import Event
+from webhookd.http1 import Response
 from webhookd.metrics import ATTEMPT_SECONDS, ATTEMPTS_BY_OUTCOME, DEAD_LETTERS
 from webhookd.model import AttemptRecord, Delivery, EntryRef, state_name
 from webhookd.retry import (
+    RETRY_AFTER_STATUSES,
     AttemptResult,
     DeadLetter,
     Gone,
@@ -118,8 +120,9 @@ class Sender:
         if endpoint is None or not endpoint.enabled:
             return self._not_attempted(delivery, endpoint)
         record = await self._post(delivery, endpoint)
-        outcome = decide(self.policy_of(endpoint), record.result, record.number,
-                         self._clock.now_s(), self._rng.random())  # fmt: skip
+        ended_s = record.started_s + record.duration_s
+        outcome = decide(self.policy_of(endpoint), record.result, record.number, ended_s,
+                         self._rng.random())  # fmt: skip
         return self._logged(Attempted(delivery, record, outcome))
 
     async def probe(self, event: Event, endpoint: Endpoint) -> AttemptRecord:
@@ -129,9 +132,10 @@ class Sender:
 
     async def _post(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
         event = delivery.event
-        started_s = self._clock.now_s()
         started = trio.current_time()
-        excerpt = ""
+        started_s = self._clock.at(started)
+        response: Response | None = None
+        error = ""
         try:
             if endpoint.locked:
                 raise EndpointError(f"not sent: {endpoint.locked}")
@@ -146,15 +150,18 @@ class Sender:
                 ssl_context=self._tls.context_for(endpoint),
             )
         except (TransportError, EndpointError) as exc:
-            result = AttemptResult(status=None, error=str(exc))
-        else:
-            retry_after = parse_retry_after(
-                response.status, response.header("retry-after"), self._clock.now_s()
-            )
-            result = AttemptResult(status=response.status, error=None, retry_after_s=retry_after)
-            excerpt = response.body.decode("utf-8", "replace")
+            error = str(exc)
         duration = trio.current_time() - started
         ATTEMPT_SECONDS.observe(duration)
+        if response is None:
+            return AttemptRecord(delivery.attempts_made + 1, started_s, duration,
+                                 AttemptResult(status=None, error=error), "")  # fmt: skip
+        retry_after = None
+        if response.status in RETRY_AFTER_STATUSES:
+            value = response.header("retry-after")
+            retry_after = parse_retry_after(response.status, value, started_s + duration)
+        result = AttemptResult(status=response.status, error=None, retry_after_s=retry_after)
+        excerpt = response.body.decode("utf-8", "replace")
         return AttemptRecord(delivery.attempts_made + 1, started_s, duration, result, excerpt)
 
     def _not_attempted(self, delivery: Delivery, endpoint: Endpoint | None) -> Attempted:
