@@ -119,8 +119,7 @@ class Sender:
         """One attempt, start to outcome; never raises for the receiver's faults."""
         if endpoint is None or not endpoint.enabled:
             return self._not_attempted(delivery, endpoint)
-        record = await self._post(delivery, endpoint)
-        ended_s = record.started_s + record.duration_s
+        record, ended_s = await self._post(delivery, endpoint)
         outcome = decide(self.policy_of(endpoint), record.result, record.number, ended_s,
                          self._rng.random())  # fmt: skip
         return self._logged(Attempted(delivery, record, outcome))
@@ -128,9 +127,12 @@ class Sender:
     async def probe(self, event: Event, endpoint: Endpoint) -> AttemptRecord:
         """One signed POST of ``event`` outside any delivery (``endpoint test``): sent
         whether or not the endpoint is enabled, nothing decided or recorded."""
-        return await self._post(Delivery(event, endpoint.id, EntryRef("", "")), endpoint)
+        record, _ = await self._post(Delivery(event, endpoint.id, EntryRef("", "")), endpoint)
+        return record
 
-    async def _post(self, delivery: Delivery, endpoint: Endpoint) -> AttemptRecord:
+    async def _post(self, delivery: Delivery, endpoint: Endpoint) -> tuple[AttemptRecord, float]:
+        """The attempt's record, and the epoch time it ended (one reading of the clock for
+        the attempt's start and one for its end)."""
         event = delivery.event
         started = trio.current_time()
         started_s = self._clock.at(started)
@@ -151,18 +153,20 @@ class Sender:
             )
         except (TransportError, EndpointError) as exc:
             error = str(exc)
-        duration = trio.current_time() - started
+        ended = trio.current_time()
+        ended_s, duration = self._clock.at(ended), ended - started
         ATTEMPT_SECONDS.observe(duration)
+        number = delivery.attempts_made + 1
         if response is None:
-            return AttemptRecord(delivery.attempts_made + 1, started_s, duration,
-                                 AttemptResult(status=None, error=error), "")  # fmt: skip
+            result = AttemptResult(status=None, error=error)
+            return AttemptRecord(number, started_s, duration, result, ""), ended_s
         retry_after = None
         if response.status in RETRY_AFTER_STATUSES:
             value = response.header("retry-after")
-            retry_after = parse_retry_after(response.status, value, started_s + duration)
+            retry_after = parse_retry_after(response.status, value, ended_s)
         result = AttemptResult(status=response.status, error=None, retry_after_s=retry_after)
         excerpt = response.body.decode("utf-8", "replace")
-        return AttemptRecord(delivery.attempts_made + 1, started_s, duration, result, excerpt)
+        return AttemptRecord(number, started_s, duration, result, excerpt), ended_s
 
     def _not_attempted(self, delivery: Delivery, endpoint: Endpoint | None) -> Attempted:
         """A delivery whose endpoint was removed or disabled meanwhile: dead-letter it untried."""
