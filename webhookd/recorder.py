@@ -1,9 +1,9 @@
 """Makes delivery outcomes durable in batches, and acks stream entries after them.
 
 Deliveries hand over their writes as one *unit* and move on; the recorder writes
-whatever has queued up in one go (``Store.apply``). Units keep their order, so an
-entry's ack, queued once its last delivery settled, always lands after that delivery's
-writes. Failures are handled by kind:
+whatever has queued up in one go (``Store.apply``). Units keep their order, and an
+entry's ack travels at the end of its last delivery's unit, so it always lands after
+the writes of every delivery the entry produced. Failures are handled by kind:
 
 - Redis unavailable (or the group gone): the batch is retried with backoff until it
   lands; until then the entries stay pending and are reclaimed if the process dies.
@@ -15,7 +15,6 @@ writes. Failures are handled by kind:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import structlog
 import trio
@@ -33,6 +32,7 @@ from webhookd.model import (
     dead_letter,
 )
 from webhookd.store import Store
+from webhookd.values import value_type
 
 log = structlog.get_logger("webhookd.recorder")
 
@@ -41,7 +41,7 @@ BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 POISON_TRIES = 3
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Unit:
     """The writes of one delivery's outcome (or one entry's ack): landed all or retried."""
 
@@ -79,17 +79,17 @@ class Recorder:
         return entry in self._pending
 
     def settled(self, delivery: Delivery, writes: Sequence[Write]) -> None:
-        """One delivery's outcome; the last one of an entry also queues the entry's ack."""
-        self._send.send_nowait(Unit(tuple(writes), delivery))
+        """One delivery's outcome; the last one of an entry carries the entry's ack after
+        its own writes, in the same unit."""
         entry = delivery.acks
-        if entry is None:
-            return
-        left = self._pending[entry] - 1
-        if left:
-            self._pending[entry] = left
-        else:
-            del self._pending[entry]
-            self.write([AckEntry(entry)])
+        if entry is not None:
+            left = self._pending[entry] - 1
+            if left:
+                self._pending[entry] = left
+            else:
+                del self._pending[entry]
+                writes = (*writes, AckEntry(entry))
+        self._send.send_nowait(Unit(tuple(writes), delivery))
 
     def write(self, writes: Sequence[Write]) -> None:
         self._send.send_nowait(Unit(tuple(writes)))

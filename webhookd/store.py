@@ -259,10 +259,12 @@ class Store:
 
     async def apply(self, writes: Sequence[Write]) -> None:
         """Make ``writes`` durable, in order (see the module docstring)."""
-        dead = [w for w in writes if isinstance(w, AddDeadLetter | RemoveDeadLetter)]
+        dead: list[AddDeadLetter | RemoveDeadLetter] = []
         by_stream: dict[str, list[PartitionWrite]] = {}
         for write in writes:
-            if not isinstance(write, AddDeadLetter | RemoveDeadLetter):
+            if isinstance(write, AddDeadLetter | RemoveDeadLetter):
+                dead.append(write)
+            else:
                 by_stream.setdefault(_stream_of(write), []).append(write)
         if dead:
             await self._apply_dead(dead)
