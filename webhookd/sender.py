@@ -82,6 +82,9 @@ class Sender:
         self._policy = policy
         self._clock = clock
         self._rng = rng
+        # Logging is configured before anything sends; asking each time costs a lookup
+        # through structlog's proxy, and the attempt line's fields cost more.
+        self._log_attempts = log.is_enabled_for(logging.INFO)
         self._timeout_s = timeout_s
         self.concurrency = concurrency
         self._tls = TlsContexts()
@@ -181,7 +184,7 @@ class Sender:
         ATTEMPTS_BY_OUTCOME[state].inc()
         if isinstance(outcome, DeadLetter | Gone):
             DEAD_LETTERS.inc()
-        if not log.is_enabled_for(logging.INFO):  # its fields cost more than the call
+        if not self._log_attempts:
             return attempted
         log.info(
             "delivery.attempt",
