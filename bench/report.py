@@ -2,7 +2,7 @@
 
 Targets (from the issue), each over plain HTTP and over HTTPS: one daemon process
 delivers at least as fast as the bare h11 client sends; the daemons use under 80 us
-of CPU per delivery; p99 end-to-end latency at half the sustained rate stays under
+of CPU per delivery, and under 80/77 of the bare h11 client's CPU per request; p99 end-to-end latency at half the sustained rate stays under
 25 ms; and nothing is lost, sent twice or left behind.
 """
 
@@ -22,6 +22,10 @@ from redis_cost import RedisCost, Traffic
 
 TARGET_OF_H11 = 1.0
 TARGET_DAEMON_CPU_US = 80.0
+# The issue set 80 us where the bare h11 client used 77 us a request in the same run: as
+# a ratio to that same-run baseline, the target holds on a faster or slower machine.
+ISSUE_H11_CPU_US = 77.0
+TARGET_DAEMON_OF_H11_CPU = TARGET_DAEMON_CPU_US / ISSUE_H11_CPU_US
 TARGET_P99_MS = 25.0
 TARGET_QUOTAS_OF_OFF = 0.90  # quotas on may cost at most 10 % of the deliveries/s
 
@@ -169,8 +173,10 @@ def targets(results: SchemeResults) -> list[Target]:
             one.sustained.rate >= TARGET_OF_H11 * h11,
         )
     ]
+    h11_us = results.clients["h11"].cpu_us["client"]
     for run in results.daemons:
         daemon_us = run.sustained.cpu_us["daemon"]
+        of_h11_cpu = daemon_us / h11_us if h11_us else math.inf
         found += [
             Target(
                 results.scheme,
@@ -179,6 +185,14 @@ def targets(results: SchemeResults) -> list[Target]:
                 f"{daemon_us:,.0f} us",
                 f"< {TARGET_DAEMON_CPU_US:.0f} us",
                 daemon_us < TARGET_DAEMON_CPU_US,
+            ),
+            Target(
+                results.scheme,
+                f"{run.label}: that CPU / bare h11 client's",
+                of_h11_cpu,
+                f"{of_h11_cpu:.2f}x",
+                f"< {TARGET_DAEMON_OF_H11_CPU:.2f}x",
+                of_h11_cpu < TARGET_DAEMON_OF_H11_CPU,
             ),
             Target(
                 results.scheme,
