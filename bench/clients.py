@@ -136,7 +136,7 @@ async def httptools_posts(
     return completed
 
 
-async def _connect(port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
+async def connect(port: int, tls: ssl.SSLContext | None) -> trio.abc.Stream:
     """A connection ready to send on: for HTTPS, the handshake done."""
     tcp = await trio.open_tcp_stream("127.0.0.1", port)
     if tls is None:
@@ -168,7 +168,7 @@ def measure_client(
         completed += done  # not `completed += await ...`: that reads `completed` first
 
     async def run() -> ClientRun:
-        streams = [await _connect(port, tls) for _ in range(concurrency)]
+        streams = [await connect(port, tls) for _ in range(concurrency)]
         before = cpu()
         started = trio.current_time()
         async with trio.open_nursery() as nursery:

@@ -2,8 +2,9 @@
 
 Targets (from the issue), each over plain HTTP and over HTTPS: one daemon process
 delivers at least as fast as the bare h11 client sends; the daemons use under 80 us
-of CPU per delivery, and under 80/77 of the bare h11 client's CPU per request; p99 end-to-end latency at half the sustained rate stays under
-25 ms; and nothing is lost, sent twice or left behind.
+of CPU per delivery, and under 80/77 of the bare h11 client's CPU per request; p99
+end-to-end latency at half the sustained rate stays under 25 ms; and nothing is
+lost, sent twice or left behind.
 """
 
 from __future__ import annotations
