@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webhookd import signing
 from webhookd.errors import EndpointError
 from webhookd.signing import (
     asymmetric_signature,
@@ -58,6 +59,17 @@ def test_both_schemes_match_the_contract_definitions(
     assert standard_signature(key, msg_id, timestamp, body) == contract_v1_signature(
         key, msg_id, timestamp, body
     )
+
+
+def test_keyed_states_stay_bounded_and_each_key_signs_with_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(signing, "_MAX_KEYED", 2)
+    monkeypatch.setattr(signing, "_keyed", {})
+    rotated = [bytes([n]) * 32 for n in range(5)]
+    for key in [*rotated, *reversed(rotated)]:
+        assert x_signature(key, 7, b"{}") == contract_x_signature(key, 7, b"{}")
+        assert len(signing._keyed) <= 2
 
 
 @settings(max_examples=100, deadline=None)
