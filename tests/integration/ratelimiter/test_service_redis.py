@@ -118,12 +118,18 @@ async def test_concurrent_requests_share_redis_round_trips(
                 statuses.append(answer.status_code)
 
             before = evalsha_calls(redis_client)
-            # Redis holds the first round trip for a moment, so that every other request
-            # arrives while it is in flight: they all go out in the next one.
-            redis_client.client_pause(300)
-            async with trio.open_nursery() as nursery:
-                for index in range(64):
-                    nursery.start_soon(client, index)
+            # Redis holds the first round trip (a write pause holds EVALSHA, not CLIENT
+            # UNPAUSE) until every other request has arrived and waits, however slow the
+            # machine: they all go out in the next one.
+            redis_client.client_pause(30_000, all=False)
+            try:
+                async with trio.open_nursery() as nursery:
+                    for index in range(64):
+                        nursery.start_soon(client, index)
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+                    redis_client.client_unpause()
+            finally:
+                redis_client.client_unpause()
             calls = evalsha_calls(redis_client) - before
     assert statuses == [200] * 64
     assert calls <= 3, f"{calls} round trips for 64 concurrent decisions"
