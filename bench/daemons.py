@@ -128,10 +128,13 @@ def run_daemons(
 
 
 def wait_until_reading(
-    client: redis.Redis, daemons: Sequence[subprocess.Popen[bytes]], workdir: Path
+    client: redis.Redis,
+    daemons: Sequence[subprocess.Popen[bytes]],
+    workdir: Path,
+    timeout_s: float = 30.0,
 ) -> None:
     """Until every daemon sits in a blocked XREADGROUP, i.e. has started up completely."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout_s
     while True:
         clients = cast(list[dict[str, str]], client.client_list())
         blocked = [c for c in clients if c["cmd"] == "xreadgroup" and "b" in c["flags"]]
