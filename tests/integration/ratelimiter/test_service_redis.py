@@ -122,14 +122,13 @@ async def test_concurrent_requests_share_redis_round_trips(
             # UNPAUSE) until every other request has arrived and waits, however slow the
             # machine: they all go out in the next one.
             redis_client.client_pause(30_000, all=False)
-            try:
-                async with trio.open_nursery() as nursery:
-                    for index in range(64):
-                        nursery.start_soon(client, index)
+            async with trio.open_nursery() as nursery:
+                for index in range(64):
+                    nursery.start_soon(client, index)
+                try:
                     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+                finally:
                     redis_client.client_unpause()
-            finally:
-                redis_client.client_unpause()
             calls = evalsha_calls(redis_client) - before
     assert statuses == [200] * 64
     assert calls <= 3, f"{calls} round trips for 64 concurrent decisions"
